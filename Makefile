@@ -1,0 +1,43 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Both build .venv themselves.
+PYTHON ?= python3
+VENV ?= .venv
+AIRFLOW_VERSION ?= 3.3.2
+DEMO_PORT ?= 8089
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
+
+.PHONY: install demo test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python "apache-airflow==$(AIRFLOW_VERSION)" -e ".[test]"
+	touch $@
+
+# Start the bundled emulator, run the example DAG deferred with `airflow dags test`, print the video URL.
+demo: install
+	@set -eu; \
+	export AIRFLOW_HOME="$(CURDIR)/.airflow-demo" AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	  AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE=True \
+	  AIRFLOW_CONN_GROK_VIDEO_DEFAULT='{"conn_type": "grok_video", "host": "http://127.0.0.1:$(DEMO_PORT)", "password": "sk_demo"}'; \
+	$(BIN)/python -m airflow_grok_video.emulator --port $(DEMO_PORT) --generation-seconds 6 & emulator=$$!; \
+	trap 'kill $$emulator 2>/dev/null' EXIT; \
+	$(BIN)/airflow db migrate > "$(CURDIR)/.airflow-demo.log" 2>&1; \
+	$(BIN)/airflow dags test grok_video_example >> "$(CURDIR)/.airflow-demo.log" 2>&1 \
+	  || { tail -n 60 "$(CURDIR)/.airflow-demo.log"; exit 1; }; \
+	url=$$(grep -o 'Video ready: [^ ]*' "$(CURDIR)/.airflow-demo.log" | tail -n 1 | cut -d' ' -f3); \
+	test -n "$$url" || { echo "no video URL in the run's log: $(CURDIR)/.airflow-demo.log"; exit 1; }; \
+	echo "Video URL: $$url"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .airflow-demo .airflow-demo.log .pytest_cache .mypy_cache

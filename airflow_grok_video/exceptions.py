@@ -1,0 +1,91 @@
+"""Exceptions raised by the Grok video provider.
+
+Errors a retry cannot fix, and that a retry might pay for again, derive from Airflow's
+``AirflowFailException`` so that Airflow does not retry the task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+
+class GrokVideoValidationError(AirflowFailException, ValueError):
+    """
+    A parameter was refused before any request was sent.
+
+    :param field: the parameter's name.
+    :param value: the value that was given.
+    :param allowed: what the API allows for that parameter.
+    """
+
+    def __init__(self, field: str, value: Any, allowed: str) -> None:
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"Invalid {field}={value!r} ({type(value).__name__}): {allowed}.")
+
+
+class GrokVideoAPIError(AirflowException):
+    """
+    The Jimmy AI video API answered with an error, an unexpected body, or could not be reached.
+
+    :param message: what went wrong, for people.
+    :param http_status: the HTTP status of the response, or ``None`` when there was no response.
+    :param code: the envelope's ``code`` when the API sent one (``"20000"`` means success).
+    :param msg: the envelope's ``msg`` when the API sent one.
+    :param transient: whether the same request may succeed when sent again later
+        (network errors, timeouts, HTTP 408/429/5xx, a body that is not the API's JSON).
+    :param sent: ``False`` only when the request certainly never reached the server
+        (connection refused, DNS failure, connect timeout).
+    :param retry_after: seconds the server asked us to wait (``Retry-After``), if it did.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        code: str | None = None,
+        msg: str | None = None,
+        transient: bool = False,
+        sent: bool = True,
+        retry_after: float | None = None,
+    ) -> None:
+        self.http_status = http_status
+        self.code = code
+        self.msg = msg
+        self.transient = transient
+        self.sent = sent
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class GrokVideoAuthError(GrokVideoAPIError, AirflowFailException):
+    """The API refused the API key (HTTP 401 or 403); retrying cannot help."""
+
+
+class GrokVideoUncertainCreateError(GrokVideoAPIError, AirflowFailException):
+    """
+    A create request failed after it may have reached the API.
+
+    A video may have been created and billed, and its task id is unknown, so the request is
+    not sent again.
+    """
+
+
+class GrokVideoGenerationFailed(AirflowFailException):
+    """
+    The API reports the video task as ``failed``.
+
+    :param video_task_id: the API's task id.
+    :param error_message: the API's ``error_message``.
+    """
+
+    def __init__(self, video_task_id: str, error_message: str | None) -> None:
+        self.video_task_id = video_task_id
+        self.error_message = error_message
+        super().__init__(
+            f"Grok video task {video_task_id} failed: {error_message or 'the API gave no error_message'}"
+        )

@@ -1,0 +1,47 @@
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_grok_video import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe this provider to Airflow: its package, connection type and classes."""
+    return {
+        "package-name": "airflow-provider-grok-video",
+        "name": "Grok Video (Jimmy AI)",
+        "description": "Generate videos with the Grok 1.5 video model through Jimmy AI's API.",
+        "versions": [__version__],
+        "connection-types": [
+            {
+                "connection-type": "grok_video",
+                "hook-class-name": "airflow_grok_video.hooks.grok_video.GrokVideoHook",
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Grok Video",
+                "python-modules": ["airflow_grok_video.hooks.grok_video"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "Grok Video",
+                "python-modules": ["airflow_grok_video.operators.grok_video"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "Grok Video",
+                "python-modules": ["airflow_grok_video.sensors.grok_video"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Grok Video",
+                "python-modules": ["airflow_grok_video.triggers.grok_video"],
+            }
+        ],
+    }

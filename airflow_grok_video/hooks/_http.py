@@ -1,0 +1,112 @@
+"""The HTTP provider's hooks bound to a resolved Grok video connection, and their network errors.
+
+Imported only when a request is made: it pulls in requests, aiohttp and the HTTP provider,
+which DAG files that merely use the operators should not pay for at parse time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import requests
+from airflow.providers.http.hooks.http import HttpAsyncHook, HttpHook
+from airflow.sdk import Connection
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from airflow_grok_video.exceptions import GrokVideoAPIError
+
+
+class _BoundConnection:
+    """Hands the HTTP provider's hooks one connection resolved beforehand, so none looks it up again."""
+
+    _bound: Connection
+
+    def get_connection(self, conn_id: str) -> Connection:  # type: ignore[override]
+        return self._bound
+
+    async def aget_connection(self, conn_id: str) -> Connection:  # type: ignore[override]
+        return self._bound
+
+
+class SyncHttp(_BoundConnection, HttpHook):
+    """
+    ``HttpHook`` on a resolved connection whose host is the full base URL.
+
+    :param connection: the connection to use; its ``login`` must be empty (no basic auth).
+    :param method: the HTTP method.
+    """
+
+    def __init__(self, connection: Connection, method: str) -> None:
+        super().__init__(method=method, http_conn_id=connection.conn_id)
+        self._bound = connection
+
+
+class AsyncHttp(_BoundConnection, HttpAsyncHook):
+    """
+    ``HttpAsyncHook`` on a resolved connection whose host is the full base URL.
+
+    :param connection: the connection to use; its ``login`` must be empty (no basic auth).
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(method="GET", http_conn_id=connection.conn_id, retry_limit=1)
+        self._bound = connection
+
+
+def http_connection(conn: Connection, base_url: str) -> Connection:
+    """
+    A copy of ``conn`` as the HTTP hooks should see it: host set to the base URL, no secrets.
+
+    :param conn: the Grok video connection.
+    :param base_url: its base URL.
+    """
+    return Connection(conn_id=conn.conn_id, conn_type="http", host=base_url, extra=conn.extra)
+
+
+def requests_error(exc: requests.RequestException, what: str) -> GrokVideoAPIError:
+    """
+    Describe a ``requests`` failure, telling whether the request can have reached the server.
+
+    :param exc: the exception.
+    :param what: the call, for messages.
+    """
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    never_sent = isinstance(exc, requests.ConnectTimeout) or isinstance(
+        reason, NewConnectionError | ConnectTimeoutError
+    )
+    transient = isinstance(exc, requests.ConnectionError | requests.Timeout)
+    return GrokVideoAPIError(
+        f"{what}: {_network_text(never_sent, transient)} ({_describe(exc)})",
+        transient=transient,
+        sent=not never_sent,
+    )
+
+
+def aiohttp_error(exc: aiohttp.ClientError | asyncio.TimeoutError, what: str) -> GrokVideoAPIError:
+    """
+    Describe an ``aiohttp`` failure, telling whether the request can have reached the server.
+
+    :param exc: the exception.
+    :param what: the call, for messages.
+    """
+    never_sent = isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+    return GrokVideoAPIError(
+        f"{what}: {_network_text(never_sent, True)} ({_describe(exc)})",
+        transient=True,
+        sent=not never_sent,
+    )
+
+
+def _network_text(never_sent: bool, transient: bool) -> str:
+    if never_sent:
+        return "could not connect to the API"
+    if transient:
+        return "the connection failed or timed out after the request was sent"
+    return "the request could not be made"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    text = text if len(text) <= 300 else text[:297] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,120 @@
+"""When the hook sends a failed request again, and how long it waits first.
+
+The one home of the retry rules, shared by the sync and the async paths of
+:class:`~airflow_grok_video.hooks.grok_video.GrokVideoHook`. A create is billed, so it is
+sent again only when the server cannot have accepted it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoUncertainCreateError
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """
+    Read a ``Retry-After`` header: delay-seconds or an HTTP date; ``None`` when absent or unreadable.
+
+    :param value: the header's value.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def create_never_reached_server(error: GrokVideoAPIError) -> bool:
+    """
+    Whether a failed create certainly did not create a video, so sending it again is safe.
+
+    True when the request was never sent (connection refused, DNS failure, connect timeout) or
+    the server refused it with 429 Too Many Requests.
+
+    :param error: the failure of one create request.
+    """
+    return not error.sent or error.http_status == 429
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """
+    Exponential backoff with jitter, honouring ``Retry-After``, bounded in count and by a deadline.
+
+    :param max_attempts: requests sent at most, the first one included.
+    :param base_delay: the first backoff, in seconds; it doubles with each retry.
+    :param max_delay: the largest backoff, in seconds.
+    :param max_retry_after: the longest ``Retry-After`` honoured, in seconds; a longer one is cut.
+    """
+
+    max_attempts: int = 6
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    max_retry_after: float = 300.0
+
+    def delay(
+        self, error: GrokVideoAPIError, attempt: int, *, creates: bool, deadline: float | None = None
+    ) -> float | None:
+        """
+        Seconds to wait before sending the request again, or ``None`` to give up.
+
+        :param error: what went wrong with attempt number ``attempt``.
+        :param attempt: how many requests were sent so far (1 after the first).
+        :param creates: whether the request creates (and bills) a video.
+        :param deadline: Unix time after which nobody waits for the answer any more.
+        """
+        if not error.transient or attempt >= self.max_attempts:
+            return None
+        if creates and not create_never_reached_server(error):
+            return None
+        if error.retry_after is not None:
+            wait = min(error.retry_after, self.max_retry_after)
+        else:
+            ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+            wait = random.uniform(ceiling / 2, ceiling)
+        if deadline is not None and time.time() + wait >= deadline:
+            return None
+        return wait
+
+    @staticmethod
+    def final_error(error: GrokVideoAPIError, attempts: int, *, creates: bool) -> GrokVideoAPIError:
+        """
+        The exception to raise once retrying stops.
+
+        A create that failed after it may have reached the server becomes a
+        :class:`~airflow_grok_video.exceptions.GrokVideoUncertainCreateError`.
+
+        :param error: the last failure.
+        :param attempts: how many requests were sent.
+        :param creates: whether the request creates (and bills) a video.
+        """
+        tried = "" if attempts == 1 else f" (gave up after {attempts} attempts)"
+        if creates and error.transient and not create_never_reached_server(error):
+            return GrokVideoUncertainCreateError(
+                f"{error}{tried}. The create request may have reached the API, so a video may have been "
+                "created and billed, and its task id is unknown. It is not sent again, to avoid paying "
+                "twice: check the account's video tasks before running this task again.",
+                http_status=error.http_status,
+                code=error.code,
+                msg=error.msg,
+                transient=False,
+            )
+        if not tried:
+            return error
+        return type(error)(
+            f"{error}{tried}",
+            http_status=error.http_status,
+            code=error.code,
+            msg=error.msg,
+            transient=error.transient,
+            sent=error.sent,
+        )

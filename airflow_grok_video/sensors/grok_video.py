@@ -1,0 +1,120 @@
+"""The sensor that waits for a Grok video task and hands its URL on."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowSensorTimeout
+
+from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoAuthError, GrokVideoGenerationFailed
+from airflow_grok_video.hooks._api import VideoTask
+from airflow_grok_video.hooks.grok_video import GrokVideoHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: Slack given to Airflow's own deferral timeout, so the trigger's clearer ``timeout`` event comes first.
+_DEFERRAL_GRACE = timedelta(seconds=60)
+
+
+class GrokVideoSensor(BaseSensorOperator):
+    """
+    Wait until a Grok video task has a ``result.video_url``, and return that URL (XCom ``return_value``).
+
+    Works in ``poke``, ``reschedule`` and deferrable mode; deferred, the wait runs in the
+    triggerer (:class:`~airflow_grok_video.triggers.grok_video.GrokVideoTrigger`) and holds no
+    worker slot. While waiting it logs the status and progress (``processing 45%``). A ``failed``
+    task fails the sensor without retries, with the API's ``error_message``. ``timeout`` bounds
+    the wait in every mode; with ``soft_fail=True`` a timeout or failure skips the task instead.
+
+    :param video_task_id: the API's task id (templated), usually
+        ``"{{ ti.xcom_pull(task_ids='create') }}"`` or the create operator's ``.output``.
+    :param grok_conn_id: the Airflow connection id.
+    :param poke_interval: seconds between two queries.
+    :param timeout: seconds after which the sensor gives up (fails, or skips with ``soft_fail``).
+    :param deferrable: wait in the triggerer; defaults to ``[operators] default_deferrable``.
+    """
+
+    template_fields: Sequence[str] = ("video_task_id",)
+    ui_color = "#e8f0fe"
+
+    def __init__(
+        self,
+        *,
+        video_task_id: str,
+        grok_conn_id: str = GrokVideoHook.default_conn_name,
+        poke_interval: float = 15.0,
+        timeout: float = 60 * 60,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        self.video_task_id = video_task_id
+        self.grok_conn_id = grok_conn_id
+        self.deferrable = deferrable
+        self._deadline: float | None = None
+
+    @cached_property
+    def hook(self) -> GrokVideoHook:
+        """The hook this sensor queries through."""
+        return GrokVideoHook(self.grok_conn_id)
+
+    def execute(self, context: Context) -> Any:
+        """Wait in the worker (poke or reschedule mode) or defer to the triggerer."""
+        if not self.deferrable:
+            if not self.reschedule:
+                self._deadline = time.time() + self.timeout
+            return super().execute(context)
+        self.log.info("Deferring: waiting for Grok video task %s in the triggerer", self.video_task_id)
+        self.defer(
+            trigger=self._trigger(),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout) + _DEFERRAL_GRACE,
+        )
+
+    def _trigger(self) -> Any:
+        from airflow_grok_video.triggers.grok_video import GrokVideoTrigger
+
+        return GrokVideoTrigger(
+            video_task_id=self.video_task_id,
+            grok_conn_id=self.grok_conn_id,
+            poll_interval=self.poke_interval,
+            end_time=time.time() + self.timeout,
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        """Query the task once; done when it has a video URL, failed when the API says so."""
+        data = self.hook.get_video_task(self.video_task_id, deadline=self._deadline)
+        task = VideoTask.from_data(data, video_task_id=self.video_task_id)
+        if task.failed:
+            raise GrokVideoGenerationFailed(task.task_id, task.error_message)
+        self.log.info("Grok video task %s: %s", task.task_id, task.describe())
+        return PokeReturnValue(is_done=task.succeeded, xcom_value=task.video_url)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
+        """
+        Finish after the trigger's event: return the video URL, or raise what went wrong.
+
+        :param context: the task's context.
+        :param event: the trigger's event.
+        """
+        status = event.get("status")
+        if status == "success":
+            self.log.info("Grok video task %s: completed, %s", event["video_task_id"], event["video_url"])
+            return str(event["video_url"])
+        if status == "failed":
+            raise GrokVideoGenerationFailed(event["video_task_id"], event.get("error_message"))
+        if status == "timeout":
+            raise AirflowSensorTimeout(f"{event['message']} (timeout {self.timeout:g}s)")
+        error = GrokVideoAuthError if event.get("http_status") in (401, 403) else GrokVideoAPIError
+        raise error(
+            str(event.get("message")),
+            http_status=event.get("http_status"),
+            code=event.get("code"),
+            msg=event.get("msg"),
+        )

@@ -1,0 +1,65 @@
+"""Shared fixtures: an isolated Airflow home, its database, and the emulator as the API."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+API_KEY = "sk_test_SENTINEL_7f3a9c"
+
+# Airflow reads its configuration when first imported: set it before any test module imports it.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="grok-video-airflow-")
+os.environ.update(
+    {
+        "AIRFLOW_HOME": _AIRFLOW_HOME,
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    }
+)
+
+from airflow_grok_video.emulator import GrokVideoEmulator  # noqa: E402
+
+
+def conn_json(base_url: str, api_key: str = API_KEY) -> str:
+    """The connection as Airflow reads it from an ``AIRFLOW_CONN_*`` variable."""
+    return json.dumps({"conn_type": "grok_video", "host": base_url, "password": api_key})
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    """Migrate the test Airflow's SQLite database once per session."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+    )
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture
+def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[GrokVideoEmulator]:
+    """A fresh emulator on 127.0.0.1, wired up as the ``grok_video_default`` connection."""
+    with GrokVideoEmulator(queue_seconds=0.2, generation_seconds=1.0) as emu:
+        monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", conn_json(emu.base_url))
+        yield emu
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A base URL on 127.0.0.1 where nothing listens (connection refused)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

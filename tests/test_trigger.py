@@ -1,0 +1,130 @@
+"""The trigger run directly in asyncio against the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from airflow_grok_video.emulator import Fault, GrokVideoEmulator, Rule
+from airflow_grok_video.hooks.grok_video import GrokVideoHook
+from airflow_grok_video.triggers.grok_video import GrokVideoTrigger
+from tests.conftest import API_KEY, conn_json
+
+PARAMS: dict[str, Any] = {"prompt": "a fox in the snow", "image_url": "https://example.com/fox.png"}
+
+
+def create(prompt: str = PARAMS["prompt"]) -> str:
+    return str(GrokVideoHook().create_video(**{**PARAMS, "prompt": prompt})["task_id"])
+
+
+async def run_trigger(trigger: GrokVideoTrigger) -> list[dict[str, Any]]:
+    return [event.payload async for event in trigger.run()]
+
+
+def trigger_for(task_id: str, *, timeout: float = 20.0, poll: float = 0.1) -> GrokVideoTrigger:
+    return GrokVideoTrigger(task_id, "grok_video_default", poll_interval=poll, end_time=time.time() + timeout)
+
+
+def test_serializes_ids_and_times_only() -> None:
+    trigger = GrokVideoTrigger("video_1", "my_conn", poll_interval=7.5, end_time=1_800_000_000.0)
+    path, kwargs = trigger.serialize()
+    assert path == "airflow_grok_video.triggers.grok_video.GrokVideoTrigger"
+    assert kwargs == {
+        "video_task_id": "video_1",
+        "grok_conn_id": "my_conn",
+        "poll_interval": 7.5,
+        "end_time": 1_800_000_000.0,
+    }
+    assert GrokVideoTrigger(**kwargs).serialize() == (path, kwargs)
+
+
+async def test_success_event_carries_the_url(emulator: GrokVideoEmulator) -> None:
+    task_id = create()
+    events = await run_trigger(trigger_for(task_id))
+    assert events == [
+        {
+            "status": "success",
+            "message": f"Grok video task {task_id} completed",
+            "video_task_id": task_id,
+            "video_url": f"{emulator.base_url}/videos/{task_id}.mp4",
+        }
+    ]
+
+
+async def test_success_spelling_also_ends_the_wait(emulator: GrokVideoEmulator) -> None:
+    emulator.add_rule(Rule(prompt_contains="faq", status_spelling="success"))
+    task_id = create("faq fox")
+    [event] = await run_trigger(trigger_for(task_id))
+    assert event["status"] == "success"
+    assert event["video_url"].endswith(f"/videos/{task_id}.mp4")
+
+
+async def test_failed_event_carries_error_message(emulator: GrokVideoEmulator) -> None:
+    emulator.add_rule(Rule(prompt_contains="doomed", outcome="failed", error_message="insufficient balance"))
+    task_id = create("a doomed fox")
+    [event] = await run_trigger(trigger_for(task_id))
+    assert event["status"] == "failed"
+    assert event["error_message"] == "insufficient balance"
+
+
+async def test_timeout_event_at_end_time(emulator: GrokVideoEmulator) -> None:
+    emulator.add_rule(Rule(prompt_contains="slow", generation_seconds=600))
+    task_id = create("a slow fox")
+    started = time.monotonic()
+    [event] = await run_trigger(trigger_for(task_id, timeout=1.0, poll=0.3))
+    assert event["status"] == "timeout"
+    assert 0.9 <= time.monotonic() - started < 2.0
+
+
+async def test_transient_faults_do_not_end_the_wait(emulator: GrokVideoEmulator) -> None:
+    task_id = create()
+    emulator.inject(Fault("status", status=503, times=2, method="GET"))
+    emulator.inject(Fault("html", method="GET"))
+    emulator.inject(Fault("status", status=429, retry_after=1, method="GET"))
+    [event] = await run_trigger(trigger_for(task_id))
+    assert event["status"] == "success"
+
+
+@pytest.mark.parametrize(
+    ("key", "task_id", "status", "code"),
+    [("sk_wrong", None, 401, "40100"), (API_KEY, "video_lost", 404, "40400")],
+)
+async def test_error_event_names_status_code_and_msg(
+    monkeypatch: pytest.MonkeyPatch,
+    key: str,
+    task_id: str | None,
+    status: int,
+    code: str,
+) -> None:
+    emulator_keys = GrokVideoEmulator(api_keys=[API_KEY])
+    with emulator_keys:
+        monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", conn_json(emulator_keys.base_url, key))
+        [event] = await run_trigger(trigger_for(task_id or "video_x"))
+        assert emulator_keys.count() == 1
+    assert event["status"] == "error"
+    assert (event["http_status"], event["code"]) == (status, code)
+    assert f"HTTP {status}" in event["message"]
+    assert key not in str(event)
+
+
+async def test_polling_never_blocks_the_event_loop(emulator: GrokVideoEmulator) -> None:
+    emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=2))
+    emulator.inject(Fault("slow", delay=0.5, method="GET", times=3))
+    task_ids = [create() for _ in range(5)]
+    worst_lag = 0.0
+
+    async def ticker() -> None:
+        nonlocal worst_lag
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.01)
+            worst_lag = max(worst_lag, time.monotonic() - before - 0.01)
+
+    tick = asyncio.create_task(ticker())
+    results = await asyncio.gather(*(run_trigger(trigger_for(t)) for t in task_ids))
+    tick.cancel()
+    assert [r[0]["status"] for r in results] == ["success"] * 5
+    assert worst_lag < 0.1
