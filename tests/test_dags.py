@@ -45,7 +45,9 @@ def video_dag(dag_id: str, prompt: str = "a fox", **sensor_kwargs: Any) -> DAG:
         create = GrokCreateVideoOperator(
             task_id="create", prompt=prompt, image_url="https://example.com/fox.png"
         )
-        GrokVideoSensor(task_id="wait", video_task_id=create.output, **{"poke_interval": 0.2, **sensor_kwargs})
+        GrokVideoSensor(
+            task_id="wait", video_task_id=create.output, **{"poke_interval": 0.2, **sensor_kwargs}
+        )
     return dag
 
 
@@ -83,7 +85,9 @@ def test_sensor_modes_return_the_url(emulator: GrokVideoEmulator, sensor_kwargs:
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
-def test_failed_generation_fails_the_sensor_without_retry(emulator: GrokVideoEmulator, deferrable: bool) -> None:
+def test_failed_generation_fails_the_sensor_without_retry(
+    emulator: GrokVideoEmulator, deferrable: bool
+) -> None:
     emulator.add_rule(Rule(prompt_contains="doomed", outcome="failed", error_message="content policy"))
     run = video_dag(f"failed_{deferrable}", prompt="a doomed fox", deferrable=deferrable, retries=2).test()
     assert states(run) == {"create": "success", "wait": "failed"}
@@ -95,17 +99,26 @@ def test_failed_generation_fails_the_sensor_without_retry(emulator: GrokVideoEmu
 @pytest.mark.parametrize("soft_fail", [False, True], ids=["fail", "soft_fail"])
 def test_timeout_bounds_the_wait(emulator: GrokVideoEmulator, deferrable: bool, soft_fail: bool) -> None:
     emulator.add_rule(Rule(prompt_contains="slow", generation_seconds=600))
-    dag = video_dag(f"timeout_{deferrable}_{soft_fail}", prompt="slow", deferrable=deferrable, timeout=1,
-                    soft_fail=soft_fail)
+    dag = video_dag(
+        f"timeout_{deferrable}_{soft_fail}",
+        prompt="slow",
+        deferrable=deferrable,
+        timeout=1,
+        soft_fail=soft_fail,
+    )
     run = dag.test()
     assert states(run)["wait"] == ("skipped" if soft_fail else "failed")
 
 
 def test_failed_event_and_poke_raise_the_api_error_message(emulator: GrokVideoEmulator) -> None:
-    emulator.add_rule(Rule(prompt_contains="doomed", outcome="failed", error_message="content policy", generation_seconds=0))
+    emulator.add_rule(
+        Rule(prompt_contains="doomed", outcome="failed", error_message="content policy", generation_seconds=0)
+    )
     from airflow_grok_video.hooks.grok_video import GrokVideoHook
 
-    task_id = GrokVideoHook().create_video(prompt="a doomed fox", image_url="https://example.com/f.png")["task_id"]
+    task_id = GrokVideoHook().create_video(prompt="a doomed fox", image_url="https://example.com/f.png")[
+        "task_id"
+    ]
     sensor = GrokVideoSensor(task_id="wait", video_task_id=task_id)
     import time
 
@@ -113,14 +126,24 @@ def test_failed_event_and_poke_raise_the_api_error_message(emulator: GrokVideoEm
     with pytest.raises(GrokVideoGenerationFailed, match=f"{task_id} failed: content policy"):
         sensor.poke({})  # type: ignore[arg-type]
     with pytest.raises(GrokVideoGenerationFailed, match="content policy"):
-        sensor.execute_complete({}, {"status": "failed", "video_task_id": task_id, "error_message": "content policy"})  # type: ignore[arg-type]
+        sensor.execute_complete(
+            {}, {"status": "failed", "video_task_id": task_id, "error_message": "content policy"}
+        )  # type: ignore[arg-type]
 
 
 def test_templated_parameters_are_validated_after_rendering(emulator: GrokVideoEmulator) -> None:
-    with DAG("templated_invalid", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-             params={"ratio": "4:3"}) as dag:
-        GrokCreateVideoOperator(task_id="create", prompt="{{ params.missing or '' }}",
-                                image_url="https://example.com/fox.png", retries=2)
+    with DAG(
+        "templated_invalid",
+        schedule=None,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        params={"ratio": "4:3"},
+    ) as dag:
+        GrokCreateVideoOperator(
+            task_id="create",
+            prompt="{{ params.missing or '' }}",
+            image_url="https://example.com/fox.png",
+            retries=2,
+        )
     run = dag.test()
     assert states(run) == {"create": "failed"}
     assert emulator.requests == []
@@ -128,8 +151,12 @@ def test_templated_parameters_are_validated_after_rendering(emulator: GrokVideoE
 
 def test_taskflow_consumer_receives_the_url(emulator: GrokVideoEmulator) -> None:
     with DAG("taskflow_mix", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")) as dag:
-        create = GrokCreateVideoOperator(task_id="create", prompt="a fox", image_url="https://example.com/f.png")
-        wait = GrokVideoSensor(task_id="wait", video_task_id=create.output, poke_interval=0.2, deferrable=True)
+        create = GrokCreateVideoOperator(
+            task_id="create", prompt="a fox", image_url="https://example.com/f.png"
+        )
+        wait = GrokVideoSensor(
+            task_id="wait", video_task_id=create.output, poke_interval=0.2, deferrable=True
+        )
 
         @task
         def length(url: str) -> int:

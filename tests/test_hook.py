@@ -85,7 +85,9 @@ def test_refused_key_fails_at_once_without_retry(
     assert emulator.count() == 2
 
 
-def test_connection_without_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, emulator: GrokVideoEmulator) -> None:
+def test_connection_without_key_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, emulator: GrokVideoEmulator
+) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", conn_json(emulator.base_url, ""))
     with pytest.raises(GrokVideoAuthError, match="has no API key"):
         GrokVideoHook().get_video_task("video_x")
@@ -155,7 +157,9 @@ def test_create_retried_after_429_creates_exactly_one(emulator: GrokVideoEmulato
     assert list(emulator.tasks) == [data["task_id"]]
 
 
-def test_create_retried_when_connection_refused(closed_port_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_create_retried_when_connection_refused(
+    closed_port_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", conn_json(closed_port_url))
     with pytest.raises(GrokVideoAPIError) as info:
         fast_hook().create_video(**PARAMS)

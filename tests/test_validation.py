@@ -77,10 +77,15 @@ def test_invalid_create_is_refused_before_any_request(
             {"image_url": None, "image_urls": ["http://example.com/x.png"]},
             {"image_urls": ["http://example.com/x.png"]},
         ),
-        ({"image_url": "", "image_urls": ("http://example.com/x.png",)}, {"image_urls": ["http://example.com/x.png"]}),
+        (
+            {"image_url": "", "image_urls": ("http://example.com/x.png",)},
+            {"image_urls": ["http://example.com/x.png"]},
+        ),
     ],
 )
-def test_valid_parameters_build_the_documented_body(overrides: dict[str, Any], expected: dict[str, Any]) -> None:
+def test_valid_parameters_build_the_documented_body(
+    overrides: dict[str, Any], expected: dict[str, Any]
+) -> None:
     body = build_create_body(**{**GOOD, **overrides})
     assert body.items() >= expected.items()
     assert len(body["image_urls"]) == 1

@@ -64,6 +64,16 @@ def http_connection(conn: Connection, base_url: str) -> Connection:
     return Connection(conn_id=conn.conn_id, conn_type="http", host=base_url, extra=conn.extra)
 
 
+# Raised before anything is sent, for a request that no retry can fix.
+_REQUEST_NEVER_MADE = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.URLRequired,
+)
+
+
 def requests_error(exc: requests.RequestException, what: str) -> GrokVideoAPIError:
     """
     Describe a ``requests`` failure, telling whether the request can have reached the server.
@@ -75,11 +85,11 @@ def requests_error(exc: requests.RequestException, what: str) -> GrokVideoAPIErr
     never_sent = isinstance(exc, requests.ConnectTimeout) or isinstance(
         reason, NewConnectionError | ConnectTimeoutError
     )
-    transient = isinstance(exc, requests.ConnectionError | requests.Timeout)
+    transient = not isinstance(exc, _REQUEST_NEVER_MADE)
     return GrokVideoAPIError(
         f"{what}: {_network_text(never_sent, transient)} ({_describe(exc)})",
         transient=transient,
-        sent=not never_sent,
+        sent=transient and not never_sent,
     )
 
 
