@@ -16,12 +16,18 @@ REPO = Path(__file__).resolve().parent.parent
 API_KEY = "sk_test_SENTINEL_7f3a9c"
 
 # Airflow reads its configuration when first imported: set it before any test module imports it.
+# DAGs must live in a bundle for dag.test(): the folder holds the examples and the tests' own DAGs.
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="grok-video-airflow-")
+DAGS_FOLDER = Path(_AIRFLOW_HOME) / "dags"
+DAGS_FOLDER.mkdir()
+for _dag_file in [*(REPO / "dags").glob("*.py"), *(REPO / "tests" / "dag_files").glob("*.py")]:
+    if _dag_file.name != "__init__.py":
+        (DAGS_FOLDER / _dag_file.name).symlink_to(_dag_file)
 os.environ.update(
     {
         "AIRFLOW_HOME": _AIRFLOW_HOME,
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
     }
 )

@@ -97,6 +97,7 @@ class RecordedRequest:
     :param status: the HTTP status sent back, 0 when the connection was dropped.
     :param auth_ok: whether the Bearer key was accepted.
     :param time: Unix time of arrival.
+    :param user_agent: the client's ``User-Agent``.
     """
 
     method: str
@@ -105,6 +106,7 @@ class RecordedRequest:
     status: int
     auth_ok: bool
     time: float
+    user_agent: str = ""
 
 
 @dataclass
@@ -354,7 +356,8 @@ class GrokVideoEmulator:
         return key in self.api_keys if self.api_keys is not None else key.startswith("sk_")
 
     def _record(self, request: web.Request, body: Any, status: int, auth_ok: bool) -> None:
-        entry = RecordedRequest(request.method, request.path, body, status, auth_ok, time.time())
+        user_agent = request.headers.get("User-Agent", "")
+        entry = RecordedRequest(request.method, request.path, body, status, auth_ok, time.time(), user_agent)
         with self._lock:
             self.requests.append(entry)
 

@@ -1,0 +1,47 @@
+"""DAGs the tests run with ``dag.test()``; each reads its prompt from ``params`` (override with run_conf)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, task
+
+from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
+from airflow_grok_video.sensors.grok_video import GrokVideoSensor
+
+START = pendulum.datetime(2026, 1, 1, tz="UTC")
+
+
+def video_dag(dag_id: str, **sensor_kwargs: Any) -> DAG:
+    with DAG(dag_id, schedule=None, start_date=START, params={"prompt": "a fox"}) as dag:
+        create = GrokCreateVideoOperator(
+            task_id="create", prompt="{{ params.prompt }}", image_url="https://example.com/fox.png"
+        )
+        GrokVideoSensor(task_id="wait", video_task_id=create.output, **{"poke_interval": 0.2, **sensor_kwargs})
+    return dag
+
+
+video_dag("grok_test_poke", deferrable=False)
+video_dag("grok_test_reschedule", deferrable=False, mode="reschedule")
+video_dag("grok_test_deferrable", deferrable=True)
+video_dag("grok_test_poke_retries", deferrable=False, retries=2)
+video_dag("grok_test_deferrable_retries", deferrable=True, retries=2)
+for _mode, _deferrable in (("poke", False), ("deferrable", True)):
+    video_dag(f"grok_test_timeout_{_mode}", deferrable=_deferrable, timeout=1)
+    video_dag(f"grok_test_timeout_{_mode}_soft_fail", deferrable=_deferrable, timeout=1, soft_fail=True)
+
+with DAG("grok_test_templated_invalid", schedule=None, start_date=START, params={"prompt": "  "}):
+    GrokCreateVideoOperator(
+        task_id="create", prompt="{{ params.prompt }}", image_url="https://example.com/fox.png", retries=2
+    )
+
+with DAG("grok_test_taskflow", schedule=None, start_date=START):
+    _create = GrokCreateVideoOperator(task_id="create", prompt="a fox", image_url="https://example.com/f.png")
+    _wait = GrokVideoSensor(task_id="wait", video_task_id=_create.output, poke_interval=0.2, deferrable=True)
+
+    @task
+    def length(url: str) -> int:
+        return len(url)
+
+    length(_wait.output)
