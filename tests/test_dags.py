@@ -103,7 +103,9 @@ def test_failed_video_raises_the_api_error_message(emulator: GrokVideoEmulator) 
     emulator.add_rule(
         Rule(prompt_contains="doomed", outcome="failed", error_message="content policy", generation_seconds=0)
     )
-    task_id = GrokVideoHook().create_video(prompt="a doomed fox", image_url="https://example.com/f.png")["task_id"]
+    task_id = GrokVideoHook().create_video(prompt="a doomed fox", image_url="https://example.com/f.png")[
+        "task_id"
+    ]
     sensor = GrokVideoSensor(task_id="wait", video_task_id=task_id)
     time.sleep(0.4)
     with pytest.raises(GrokVideoGenerationFailed, match=f"{task_id} failed: content policy"):

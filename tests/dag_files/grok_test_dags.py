@@ -18,7 +18,9 @@ def video_dag(dag_id: str, **sensor_kwargs: Any) -> DAG:
         create = GrokCreateVideoOperator(
             task_id="create", prompt="{{ params.prompt }}", image_url="https://example.com/fox.png"
         )
-        GrokVideoSensor(task_id="wait", video_task_id=create.output, **{"poke_interval": 0.2, **sensor_kwargs})
+        GrokVideoSensor(
+            task_id="wait", video_task_id=create.output, **{"poke_interval": 0.2, **sensor_kwargs}
+        )
     return dag
 
 
