@@ -10,8 +10,8 @@ import asyncio
 
 import aiohttp
 import requests
+from airflow.providers.common.compat.sdk import Connection
 from airflow.providers.http.hooks.http import HttpAsyncHook, HttpHook
-from airflow.sdk import Connection
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from airflow_grok_video.exceptions import GrokVideoAPIError

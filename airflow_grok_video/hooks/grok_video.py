@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlparse
 
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoAuthError
 from airflow_grok_video.hooks._api import (
