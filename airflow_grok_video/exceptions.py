@@ -66,6 +66,15 @@ class GrokVideoAuthError(GrokVideoAPIError, AirflowFailException):
     """The API refused the API key (HTTP 401 or 403); retrying cannot help."""
 
 
+class GrokVideoRequestError(GrokVideoAPIError, AirflowFailException):
+    """
+    The API refused the request itself (HTTP 4xx other than 401, 403, 408 and 429).
+
+    The same request would be refused again (e.g. a parameter the API rejects, or a task id the
+    API does not know), so Airflow does not retry it.
+    """
+
+
 class GrokVideoUncertainCreateError(GrokVideoAPIError, AirflowFailException):
     """
     A create request failed after it may have reached the API.

@@ -10,12 +10,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoAuthError
+from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoAuthError, GrokVideoRequestError
 
 DEFAULT_BASE_URL = "https://www.jimmyai.cn"
 CREATE_PATH = "/api/open-api/v1/grok/videos"
 QUERY_PATH = "/api/open-api/v1/videos/{task_id}"
 SUCCESS_CODE = "20000"
+#: The XCom key under which the sensor and the waiting create operator push the video URL.
+VIDEO_URL_XCOM_KEY = "video_url"
 
 WAITING_STATUSES = frozenset({"queued", "pending", "submitted", "processing"})
 SUCCESS_STATUSES = frozenset({"completed", "success"})
@@ -66,14 +68,17 @@ def unwrap(
             msg=msg,
         )
     if envelope is None:
-        raise GrokVideoAPIError(
-            f"{what}: HTTP {http_status} with a body that is not the API's JSON envelope ({len(body)} bytes)",
+        garbled = transient or 200 <= http_status < 300
+        raise (GrokVideoAPIError if garbled else GrokVideoRequestError)(
+            f"{what}: HTTP {http_status} with a body that is not the API's JSON envelope ({len(body)} bytes)"
+            + ("" if garbled else "; is the connection's base URL right?"),
             http_status=http_status,
-            transient=True,
+            transient=garbled,
             retry_after=retry_after,
         )
     if code != SUCCESS_CODE or not 200 <= http_status < 300:
-        raise GrokVideoAPIError(
+        refused = 400 <= http_status < 500 and not transient
+        raise (GrokVideoRequestError if refused else GrokVideoAPIError)(
             f"{what}: API error ({detail})",
             http_status=http_status,
             code=code,

@@ -1,17 +1,31 @@
-"""The operator that creates a Grok 1.5 video task."""
+"""The operator that creates a Grok 1.5 video task, and optionally waits for it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
 
-from airflow.providers.common.compat.sdk import BaseOperator
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator, conf
 
-from airflow_grok_video.hooks._params import MODEL
+from airflow_grok_video import metrics
+from airflow_grok_video.exceptions import (
+    GrokVideoAPIError,
+    GrokVideoGenerationFailed,
+    GrokVideoUncertainCreateError,
+)
+from airflow_grok_video.hooks._api import VIDEO_URL_XCOM_KEY, VideoTask
+from airflow_grok_video.hooks._params import MODEL, build_create_body
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
+from airflow_grok_video.operators._ledger import CreateLedger, CreateRecord
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+#: Slack given to Airflow's own deferral timeout, so the trigger's clearer ``timeout`` event comes first.
+_DEFERRAL_GRACE = timedelta(seconds=60)
 
 
 class GrokCreateVideoOperator(BaseOperator):
@@ -24,7 +38,18 @@ class GrokCreateVideoOperator(BaseOperator):
     accepted it; when a video may have been created but its id is unknown, the task fails
     without retries rather than paying twice.
 
-    Wait for the video with :class:`~airflow_grok_video.sensors.grok_video.GrokVideoSensor`.
+    **Durable** (the default, Airflow 3.3+): the create is recorded in the task state store
+    before it is sent, and the video's task id as soon as the API answers. A later try of the
+    same task instance reattaches to that video instead of buying another: a video still
+    queued or processing is returned (or waited for), a completed one is returned at once, and
+    only a ``failed`` video, or one the API no longer knows, leads to a new create. If an earlier
+    try died while its create was in flight, the video may exist and be billed while its id is
+    unknown: the try fails (``on_uncertain_create="fail"``) unless told to create again.
+
+    With ``wait_for_completion=True`` it also waits for the video (in the worker, or deferred to
+    :class:`~airflow_grok_video.triggers.grok_video.GrokVideoTrigger`), pushes its URL under
+    the XCom key ``video_url``, and still returns the task id. Otherwise wait with
+    :class:`~airflow_grok_video.sensors.grok_video.GrokVideoSensor`.
 
     :param prompt: the text prompt (templated); must contain more than whitespace.
     :param image_url: the reference image URL, http(s) (templated).
@@ -35,6 +60,13 @@ class GrokCreateVideoOperator(BaseOperator):
     :param orientation: ``landscape`` (16:9) or ``portrait`` (9:16) (templated); not with ``ratio``.
     :param model: ``grok-imagine-video-1.5``, or its aliases ``grok-1.5`` and ``grok_1_5`` (templated).
     :param grok_conn_id: the Airflow connection id.
+    :param wait_for_completion: wait until the video has a URL before finishing.
+    :param poll_interval: seconds between two queries while waiting.
+    :param timeout: seconds to wait for the video, per try.
+    :param deferrable: wait in the triggerer; defaults to ``[operators] default_deferrable``.
+    :param durable: record creates in the task state store so that retries reattach (Airflow 3.3+).
+    :param on_uncertain_create: what a try does when an earlier try's create may have been billed
+        but its id is unknown: ``"fail"`` (the default) or ``"recreate"`` (accept paying twice).
     """
 
     template_fields: Sequence[str] = (
@@ -60,9 +92,17 @@ class GrokCreateVideoOperator(BaseOperator):
         orientation: str | None = None,
         model: str = MODEL,
         grok_conn_id: str = GrokVideoHook.default_conn_name,
+        wait_for_completion: bool = False,
+        poll_interval: float = 15.0,
+        timeout: float = 60 * 60,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        durable: bool = True,
+        on_uncertain_create: Literal["fail", "recreate"] = "fail",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if on_uncertain_create not in ("fail", "recreate"):
+            raise ValueError(f"on_uncertain_create must be 'fail' or 'recreate', got {on_uncertain_create!r}")
         self.prompt = prompt
         self.image_url = image_url
         self.image_urls = image_urls
@@ -71,10 +111,21 @@ class GrokCreateVideoOperator(BaseOperator):
         self.orientation = orientation
         self.model = model
         self.grok_conn_id = grok_conn_id
+        self.wait_for_completion = wait_for_completion
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.deferrable = deferrable
+        self.durable = durable
+        self.on_uncertain_create = on_uncertain_create
+
+    @cached_property
+    def hook(self) -> GrokVideoHook:
+        """The hook this operator calls the API through."""
+        return GrokVideoHook(self.grok_conn_id)
 
     def execute(self, context: Context) -> str:
-        """Validate the parameters, create the video task and return its id."""
-        data = GrokVideoHook(self.grok_conn_id).create_video(
+        """Validate, then reattach to this task instance's video or create one; wait if asked."""
+        body = build_create_body(
             prompt=self.prompt,
             image_url=self.image_url,
             image_urls=self.image_urls,
@@ -83,12 +134,146 @@ class GrokCreateVideoOperator(BaseOperator):
             orientation=self.orientation,
             model=self.model,
         )
-        task_id = str(data["task_id"])
+        ledger = self._ledger(context)
+        video_task_id = self._reattach(ledger, context) if ledger else None
+        if video_task_id is None:
+            video_task_id = self._create(body, ledger, context)
+        if self.wait_for_completion:
+            self._wait(video_task_id, context)
+        return video_task_id
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
+        """
+        Finish a deferred wait: push the video URL and return the task id, or raise what went wrong.
+
+        :param context: the task's context.
+        :param event: the trigger's event.
+        """
+        from airflow_grok_video.triggers.grok_video import video_url_from_event
+
+        try:
+            video_url = video_url_from_event(event, timeout_error=AirflowException)
+        except GrokVideoGenerationFailed:
+            self._count("failed")
+            raise
+        self._done(context, str(event["video_task_id"]), video_url)
+        return str(event["video_task_id"])
+
+    # -- creating, at most once -------------------------------------------------------------
+
+    def _ledger(self, context: Context) -> CreateLedger | None:
+        if not self.durable:
+            return None
+        ledger = CreateLedger.of(context)
+        if ledger is None and self.retries:
+            self.log.warning(
+                "This Airflow has no task state store (it came with Airflow 3.3): a retry of this task "
+                "cannot find the video an earlier try created and may create (and pay for) a second one."
+            )
+        return ledger
+
+    def _reattach(self, ledger: CreateLedger, context: Context) -> str | None:
+        """Return the video an earlier try bought and that is still worth having, if any."""
+        record = ledger.previous()
+        if record is None:
+            return None
+        if record.video_task_id is None:
+            self._refuse_or_accept_uncertain(record)
+            return None
+        task = self._known_task(record.video_task_id)
+        if task is None or task.failed:
+            why = "the API no longer knows it" if task is None else f"it failed ({task.error_message})"
+            self.log.warning(
+                "Creating a new video: %s made video %s, but %s", record.describe(), record.video_task_id, why
+            )
+            return None
         self.log.info(
-            "Created Grok video task %s (model %s, %s s, status %s)",
-            task_id,
-            data.get("model", self.model),
-            self.duration,
-            data.get("status"),
+            "Reattaching to video %s (%s; now %s)", task.task_id, record.describe(), task.describe()
         )
-        return task_id
+        self._count("reattached")
+        if task.succeeded and task.video_url:
+            self._done(context, task.task_id, task.video_url)
+        return record.video_task_id
+
+    def _refuse_or_accept_uncertain(self, record: CreateRecord) -> None:
+        message = (
+            f"An earlier try of this task ({record.describe()}) did not learn the video's task id: a video "
+            "may have been created and billed. To avoid paying twice, no new create is sent. Check the "
+            "account's video tasks; to accept the risk and create again, set on_uncertain_create='recreate'."
+        )
+        if self.on_uncertain_create == "fail":
+            self._count("uncertain_create_refused")
+            raise AirflowFailException(message)
+        self.log.warning("%s Creating again, as on_uncertain_create='recreate' asks.", message)
+
+    def _known_task(self, video_task_id: str) -> VideoTask | None:
+        try:
+            data = self.hook.get_video_task(video_task_id)
+        except GrokVideoAPIError as error:
+            if error.http_status == 404:
+                return None
+            raise
+        return VideoTask.from_data(data, video_task_id=video_task_id)
+
+    def _create(self, body: dict[str, Any], ledger: CreateLedger | None, context: Context) -> str:
+        if ledger:
+            ledger.in_flight()
+        try:
+            data = self.hook.create_video(**body)
+        except GrokVideoUncertainCreateError:
+            self._count("uncertain_create")
+            raise  # the in-flight record stays: a later try must not buy another
+        except Exception:
+            if ledger:
+                ledger.clear()  # the server refused it or never got it: nothing was bought
+            raise
+        video_task_id = str(data["task_id"])
+        if ledger:
+            ledger.created(video_task_id)
+        self._count("created")
+        self.log.info(
+            "Created Grok video task %s (model %s, %s s)",
+            video_task_id,
+            data.get("model", body["model"]),
+            body["duration"],
+        )
+        return video_task_id
+
+    # -- waiting --------------------------------------------------------------------------
+
+    def _wait(self, video_task_id: str, context: Context) -> None:
+        if self.deferrable:
+            from airflow_grok_video.triggers.grok_video import GrokVideoTrigger
+
+            self.defer(
+                trigger=GrokVideoTrigger(
+                    video_task_id=video_task_id,
+                    grok_conn_id=self.grok_conn_id,
+                    poll_interval=self.poll_interval,
+                    end_time=time.time() + self.timeout,
+                ),
+                method_name="execute_complete",
+                timeout=timedelta(seconds=self.timeout) + _DEFERRAL_GRACE,
+            )
+        deadline = time.time() + self.timeout
+        while True:
+            data = self.hook.get_video_task(video_task_id, deadline=deadline)
+            task = VideoTask.from_data(data, video_task_id=video_task_id)
+            if task.succeeded and task.video_url:
+                self._done(context, video_task_id, task.video_url)
+                return
+            if task.failed:
+                self._count("failed")
+                raise GrokVideoGenerationFailed(video_task_id, task.error_message)
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                raise AirflowException(f"Grok video task {video_task_id} did not finish in {self.timeout:g}s")
+            self.log.info("Grok video task %s: %s", video_task_id, task.describe())
+            time.sleep(min(self.poll_interval, remaining))
+
+    def _done(self, context: Context, video_task_id: str, video_url: str) -> None:
+        self.log.info("Grok video task %s: completed, %s", video_task_id, video_url)
+        context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=video_url)
+
+    def _count(self, event: str) -> None:
+        metrics.count(event, dag_id=self.dag_id, task_id=self.task_id)

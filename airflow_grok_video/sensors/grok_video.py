@@ -15,8 +15,9 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoAuthError, GrokVideoGenerationFailed
-from airflow_grok_video.hooks._api import VideoTask
+from airflow_grok_video import metrics
+from airflow_grok_video.exceptions import GrokVideoGenerationFailed
+from airflow_grok_video.hooks._api import VIDEO_URL_XCOM_KEY, VideoTask
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
 
 if TYPE_CHECKING:
@@ -28,7 +29,9 @@ _DEFERRAL_GRACE = timedelta(seconds=60)
 
 class GrokVideoSensor(BaseSensorOperator):
     """
-    Wait until a Grok video task has a ``result.video_url``, and return that URL (XCom ``return_value``).
+    Wait until a Grok video task has a ``result.video_url``, and return that URL.
+
+    The URL is the XCom ``return_value`` and is also pushed under the key ``video_url``.
 
     Works in ``poke``, ``reschedule`` and deferrable mode; deferred, the wait runs in the
     triggerer (:class:`~airflow_grok_video.triggers.grok_video.GrokVideoTrigger`) and holds no
@@ -96,8 +99,11 @@ class GrokVideoSensor(BaseSensorOperator):
         data = self.hook.get_video_task(self.video_task_id, deadline=self._deadline)
         task = VideoTask.from_data(data, video_task_id=self.video_task_id)
         if task.failed:
+            metrics.count("failed", dag_id=self.dag_id, task_id=self.task_id)
             raise GrokVideoGenerationFailed(task.task_id, task.error_message)
         self.log.info("Grok video task %s: %s", task.task_id, task.describe())
+        if task.succeeded:
+            context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=task.video_url)
         return PokeReturnValue(is_done=task.succeeded, xcom_value=task.video_url)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
@@ -107,18 +113,13 @@ class GrokVideoSensor(BaseSensorOperator):
         :param context: the task's context.
         :param event: the trigger's event.
         """
-        status = event.get("status")
-        if status == "success":
-            self.log.info("Grok video task %s: completed, %s", event["video_task_id"], event["video_url"])
-            return str(event["video_url"])
-        if status == "failed":
-            raise GrokVideoGenerationFailed(event["video_task_id"], event.get("error_message"))
-        if status == "timeout":
-            raise AirflowSensorTimeout(f"{event['message']} (timeout {self.timeout:g}s)")
-        error = GrokVideoAuthError if event.get("http_status") in (401, 403) else GrokVideoAPIError
-        raise error(
-            str(event.get("message")),
-            http_status=event.get("http_status"),
-            code=event.get("code"),
-            msg=event.get("msg"),
-        )
+        from airflow_grok_video.triggers.grok_video import video_url_from_event
+
+        try:
+            video_url = video_url_from_event(event, timeout_error=AirflowSensorTimeout)
+        except GrokVideoGenerationFailed:
+            metrics.count("failed", dag_id=self.dag_id, task_id=self.task_id)
+            raise
+        self.log.info("Grok video task %s: completed, %s", self.video_task_id, video_url)
+        context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=video_url)
+        return video_url

@@ -9,7 +9,12 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_grok_video.exceptions import GrokVideoAPIError
+from airflow_grok_video.exceptions import (
+    GrokVideoAPIError,
+    GrokVideoAuthError,
+    GrokVideoGenerationFailed,
+    GrokVideoRequestError,
+)
 from airflow_grok_video.hooks._api import VideoTask
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
 
@@ -21,7 +26,8 @@ class GrokVideoTrigger(BaseTrigger):
     Serializes only its four arguments: the connection id, never the key. Yields exactly one
     event, ``{"status": ..., "message": ..., "video_task_id": ...}`` where status is
     ``success`` (with ``video_url``), ``failed`` (with ``error_message``), ``timeout`` or
-    ``error`` (with ``http_status``, ``code`` and ``msg`` when the API sent them).
+    ``error`` (with ``error_type``, and ``http_status``, ``code`` and ``msg`` when the API sent them).
+    :func:`video_url_from_event` turns the event back into a URL or the matching exception.
 
     :param video_task_id: the API's task id.
     :param grok_conn_id: the Airflow connection id.
@@ -66,7 +72,12 @@ class GrokVideoTrigger(BaseTrigger):
                 task = VideoTask.from_data(data, video_task_id=self.video_task_id)
             except GrokVideoAPIError as error:
                 return self._event(
-                    "error", str(error), http_status=error.http_status, code=error.code, msg=error.msg
+                    "error",
+                    str(error),
+                    error_type=type(error).__name__,
+                    http_status=error.http_status,
+                    code=error.code,
+                    msg=error.msg,
                 )
             if task.succeeded:
                 return self._event(
@@ -81,3 +92,33 @@ class GrokVideoTrigger(BaseTrigger):
 
     def _event(self, status: str, message: str, **fields: Any) -> dict[str, Any]:
         return {"status": status, "message": message, "video_task_id": self.video_task_id, **fields}
+
+
+_ERROR_TYPES: dict[str, type[GrokVideoAPIError]] = {
+    cls.__name__: cls for cls in (GrokVideoAPIError, GrokVideoAuthError, GrokVideoRequestError)
+}
+
+
+def video_url_from_event(event: dict[str, Any], *, timeout_error: type[Exception]) -> str:
+    """
+    Return the video URL of a ``success`` event; raise what any other event means.
+
+    :param event: a :class:`GrokVideoTrigger` event.
+    :param timeout_error: the exception a ``timeout`` event raises.
+    :raises GrokVideoGenerationFailed: for ``failed`` (no Airflow retries).
+    :raises GrokVideoAPIError: for ``error``, as the subclass the trigger met.
+    """
+    status = event.get("status")
+    if status == "success":
+        return str(event["video_url"])
+    if status == "failed":
+        raise GrokVideoGenerationFailed(str(event["video_task_id"]), event.get("error_message"))
+    if status == "timeout":
+        raise timeout_error(str(event.get("message")))
+    error = _ERROR_TYPES.get(str(event.get("error_type")), GrokVideoAPIError)
+    raise error(
+        str(event.get("message")),
+        http_status=event.get("http_status"),
+        code=event.get("code"),
+        msg=event.get("msg"),
+    )
