@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from aiohttp import web
@@ -36,6 +36,7 @@ class Rule:
     :param error_message: the ``error_message`` of a failed task.
     :param generation_seconds: this task's generation time, instead of the emulator's.
     :param status_spelling: the status reported once done (``completed``, or the FAQ's ``success``).
+    :param times: how many creates it applies to (every one when ``None``).
     """
 
     prompt_contains: str
@@ -43,6 +44,7 @@ class Rule:
     error_message: str = "generation failed"
     generation_seconds: float | None = None
     status_spelling: str = "completed"
+    times: int | None = None
 
 
 @dataclass
@@ -361,6 +363,16 @@ class GrokVideoEmulator:
         with self._lock:
             self.requests.append(entry)
 
+    def _take_rule(self, prompt: str) -> Rule | None:
+        with self._lock:
+            for index, rule in enumerate(self._rules):
+                if rule.prompt_contains in prompt:
+                    if rule.times is not None:
+                        left = replace(rule, times=rule.times - 1)
+                        self._rules[index : index + 1] = [left] if left.times else []
+                    return rule
+        return None
+
     def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
             for fault in self._faults:
@@ -468,7 +480,7 @@ class GrokVideoEmulator:
             raise _Invalid(f"ratio: must be one of {', '.join(RATIOS)}")
         if ratio is None and orientation is not None and orientation not in ORIENTATIONS:
             raise _Invalid("orientation: must be landscape or portrait")
-        rule = next((r for r in self._rules if r.prompt_contains in prompt), None)
+        rule = self._take_rule(prompt)
         generation = rule.generation_seconds if rule and rule.generation_seconds is not None else None
         return _Task(
             task_id=f"video_{uuid.uuid4().hex}",

@@ -1,0 +1,77 @@
+"""DAGs for create-and-wait and durable creates; each reads its prompt from ``params``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG
+
+from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
+
+START = pendulum.datetime(2026, 1, 1, tz="UTC")
+IMAGE = "https://example.com/fox.png"
+
+
+def create_dag(dag_id: str, **create_kwargs: Any) -> DAG:
+    with DAG(dag_id, schedule=None, start_date=START, params={"prompt": "a fox"}) as dag:
+        GrokCreateVideoOperator(
+            task_id="create",
+            prompt="{{ params.prompt }}",
+            image_url=IMAGE,
+            **{"poll_interval": 0.2, **create_kwargs},
+        )
+    return dag
+
+
+create_dag("grok_test_wait_worker", wait_for_completion=True, deferrable=False)
+create_dag("grok_test_wait_deferred", wait_for_completion=True, deferrable=True)
+# The first try times out after its create; the retry must reattach, not buy a second video.
+create_dag(
+    "grok_test_execution_timeout",
+    wait_for_completion=True,
+    deferrable=False,
+    execution_timeout=timedelta(seconds=2),
+    retries=1,
+    retry_delay=timedelta(0),
+)
+create_dag(
+    "grok_test_retry_after_failure",
+    wait_for_completion=True,
+    deferrable=False,
+    execution_timeout=timedelta(seconds=2),
+    retries=1,
+    retry_delay=timedelta(seconds=2),
+)
+create_dag(
+    "grok_test_deferred_retry",
+    wait_for_completion=True,
+    deferrable=True,
+    timeout=1,
+    retries=1,
+    retry_delay=timedelta(seconds=3),
+)
+create_dag("grok_test_create_retries", retries=2, retry_delay=timedelta(0))
+create_dag("grok_test_create_not_durable", retries=2, retry_delay=timedelta(0), durable=False)
+create_dag(
+    "grok_test_recreate",
+    wait_for_completion=True,
+    deferrable=False,
+    execution_timeout=timedelta(seconds=2),
+    retries=1,
+    retry_delay=timedelta(0),
+    on_uncertain_create="recreate",
+)
+
+with DAG("grok_test_mapped_retry", schedule=None, start_date=START):
+    GrokCreateVideoOperator.partial(
+        task_id="create",
+        image_url=IMAGE,
+        wait_for_completion=True,
+        deferrable=False,
+        poll_interval=0.2,
+        execution_timeout=timedelta(seconds=2),
+        retries=1,
+        retry_delay=timedelta(0),
+    ).expand(prompt=["a fox", "a cat", "a flaky owl"])

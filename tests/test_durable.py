@@ -1,0 +1,137 @@
+"""Create-and-wait in one task, and durable creates: retries and re-runs reattach, never pay twice."""
+
+from __future__ import annotations
+
+import airflow
+import pytest
+from packaging.version import Version
+
+from airflow_grok_video.emulator import Fault, GrokVideoEmulator, Rule
+from tests.conftest import conn_json
+from tests.test_dags import run_dag, states
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+HAS_STATE_STORE = Version(airflow.__version__).release >= (3, 3)
+needs_state_store = pytest.mark.skipif(
+    not HAS_STATE_STORE, reason="the task state store came with Airflow 3.3"
+)
+
+
+def tries(run: object, task_id: str = "create") -> dict[int, int]:
+    return {ti.map_index: ti.try_number for ti in run.get_task_instances() if ti.task_id == task_id}  # type: ignore[attr-defined]
+
+
+def video_url_xcom(run: object, map_index: int = -1) -> object:
+    [ti] = [ti for ti in run.get_task_instances() if ti.map_index == map_index]  # type: ignore[attr-defined]
+    return ti.xcom_pull(task_ids="create", key="video_url", map_indexes=map_index)
+
+
+@pytest.mark.parametrize("mode", ["worker", "deferred"])
+def test_create_and_wait_in_one_task(emulator: GrokVideoEmulator, mode: str) -> None:
+    run = run_dag(f"grok_test_wait_{mode}")
+    assert states(run) == {"create": "success"}
+    [task_id] = list(emulator.tasks)
+    [ti] = run.get_task_instances()
+    assert ti.xcom_pull(task_ids="create") == task_id
+    assert video_url_xcom(run) == f"{emulator.base_url}/videos/{task_id}.mp4"
+
+
+@needs_state_store
+def test_retry_after_execution_timeout_reattaches(emulator: GrokVideoEmulator) -> None:
+    emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=3.5))
+    run = run_dag("grok_test_execution_timeout")
+    assert states(run) == {"create": "success"}
+    assert tries(run) == {-1: 2}
+    assert emulator.creates == 1
+    [task_id] = list(emulator.tasks)
+    assert video_url_xcom(run) == f"{emulator.base_url}/videos/{task_id}.mp4"
+
+
+@needs_state_store
+def test_deferred_retry_reattaches_to_the_finished_video(emulator: GrokVideoEmulator) -> None:
+    emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=2.5))
+    run = run_dag("grok_test_deferred_retry")
+    assert states(run) == {"create": "success"}
+    assert tries(run) == {-1: 2}
+    assert emulator.creates == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault("status", status=502, after_accept=True), Fault("reset", after_accept=True)],
+    ids=["5xx", "reset"],
+)
+def test_uncertain_create_is_sent_once_and_fails_clearly(emulator: GrokVideoEmulator, fault: Fault) -> None:
+    emulator.inject(Fault(**{**fault.__dict__, "method": "POST"}))
+    run = run_dag("grok_test_create_retries")
+    assert states(run) == {"create": "failed"}
+    assert tries(run) == {-1: 1}
+    assert emulator.creates == 1
+
+
+def test_rejected_request_is_not_retried(emulator: GrokVideoEmulator) -> None:
+    emulator.inject(Fault("status", status=400, method="POST"))
+    run = run_dag("grok_test_create_retries")
+    assert states(run) == {"create": "failed"}
+    assert tries(run) == {-1: 1}
+    assert emulator.creates == 1
+
+
+def test_refused_key_is_not_retried(emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", conn_json(emulator.base_url, "wrong"))
+    run = run_dag("grok_test_create_retries")
+    assert states(run) == {"create": "failed"}
+    assert tries(run) == {-1: 1}
+    assert emulator.creates == 1
+
+
+@needs_state_store
+def test_mapped_retry_keeps_one_record_per_map_index(emulator: GrokVideoEmulator) -> None:
+    emulator.add_rule(Rule(prompt_contains="flaky", generation_seconds=3.5))
+    run = run_dag("grok_test_mapped_retry")
+    assert set(states(run).values()) == {"success"}
+    assert tries(run) == {0: 1, 1: 1, 2: 2}
+    assert emulator.creates == 3
+    urls = {video_url_xcom(run, i) for i in range(3)}
+    assert urls == {f"{emulator.base_url}/videos/{t}.mp4" for t in emulator.tasks}
+
+
+@needs_state_store
+def test_create_cut_off_in_flight_is_not_sent_again(emulator: GrokVideoEmulator) -> None:
+    # The first try's create is still waiting for its answer when execution_timeout kills the try.
+    emulator.inject(Fault("slow", delay=4, method="POST"))
+    run = run_dag("grok_test_execution_timeout")
+    assert states(run) == {"create": "failed"}
+    assert tries(run) == {-1: 2}
+    assert emulator.creates == 1
+
+
+def test_recreate_accepts_the_risk_of_paying_twice(emulator: GrokVideoEmulator) -> None:
+    emulator.inject(Fault("slow", delay=4, method="POST"))
+    run = run_dag("grok_test_recreate")
+    assert states(run) == {"create": "success"}
+    assert tries(run) == {-1: 2}
+    assert emulator.creates == 2
+
+
+def test_a_failed_video_is_replaced_on_the_next_try(emulator: GrokVideoEmulator) -> None:
+    # Try 1 times out while its video is processing; by try 2 that video has failed: buy a new one.
+    emulator.add_rule(Rule(prompt_contains="fox", outcome="failed", generation_seconds=2.5, times=1))
+    run = run_dag("grok_test_retry_after_failure")
+    assert states(run) == {"create": "success"}
+    assert tries(run) == {-1: 2}
+    assert emulator.creates == 2
+    assert sorted(emulator.stats()["tasks"].values()) == ["completed", "failed"]
+
+
+@pytest.mark.skipif(HAS_STATE_STORE, reason="Airflow 3.3+ has a task state store")
+def test_without_a_state_store_retries_warn_that_they_may_pay_twice(
+    emulator: GrokVideoEmulator, capfd: pytest.CaptureFixture[str]
+) -> None:
+    emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=3.5))
+    run = run_dag("grok_test_execution_timeout")
+    assert states(run) == {"create": "success"}
+    assert emulator.creates == 2
+    out, err = capfd.readouterr()
+    assert "may create (and pay for) a second one" in out + err
