@@ -76,6 +76,8 @@ def test_sensor_modes_return_the_url(emulator: GrokVideoEmulator, mode: str) -> 
     assert states(run) == {"create": "success", "wait": "success"}
     [task_id] = list(emulator.tasks)
     assert xcom(run, "wait") == f"{emulator.base_url}/videos/{task_id}.mp4"
+    [wait] = [ti for ti in run.get_task_instances() if ti.task_id == "wait"]
+    assert wait.xcom_pull(task_ids="wait", key="video_url") == xcom(run, "wait")
     assert emulator.creates == 1
     # Deferred, the trigger polls with aiohttp in the triggerer; otherwise the worker polls with requests.
     clients = {r.user_agent.split("/")[0] for r in emulator.requests if r.method == "GET"}
@@ -153,3 +155,12 @@ def test_providers_list_shows_the_provider() -> None:
     assert "airflow-provider-grok-video" in result.stdout
     result = airflow_cli("providers", "hooks", env=dict(os.environ))
     assert "grok_video" in result.stdout
+
+
+def test_create_and_wait_example(emulator: GrokVideoEmulator) -> None:
+    run = run_dag("grok_video_create_and_wait")
+    assert states(run) == {"make_video": "success", "publish": "success"}
+    [task_id] = list(emulator.tasks)
+    assert xcom(run, "make_video") == task_id
+    assert xcom(run, "publish") == f"{emulator.base_url}/videos/{task_id}.mp4"
+    assert emulator.requests[0].json["orientation"] == "portrait"

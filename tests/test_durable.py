@@ -129,7 +129,7 @@ def test_a_failed_video_is_replaced_on_the_next_try(emulator: GrokVideoEmulator)
 def test_without_a_state_store_retries_warn_that_they_may_pay_twice(
     emulator: GrokVideoEmulator, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=3.5))
+    emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=3.5, times=1))
     run = run_dag("grok_test_execution_timeout")
     assert states(run) == {"create": "success"}
     assert emulator.creates == 2
