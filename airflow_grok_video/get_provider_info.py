@@ -20,6 +20,7 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "airflow_grok_video.hooks.grok_video.GrokVideoHook",
             }
         ],
+        "extra-links": ["airflow_grok_video.links.grok_video.GrokVideoLink"],
         "hooks": [
             {
                 "integration-name": "Grok Video",

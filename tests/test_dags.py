@@ -78,6 +78,8 @@ def test_sensor_modes_return_the_url(emulator: GrokVideoEmulator, mode: str) -> 
     assert xcom(run, "wait") == f"{emulator.base_url}/videos/{task_id}.mp4"
     [wait] = [ti for ti in run.get_task_instances() if ti.task_id == "wait"]
     assert wait.xcom_pull(task_ids="wait", key="video_url") == xcom(run, "wait")
+    # The "Grok Video" extra link: Airflow stores what get_link returned for the UI to show.
+    assert wait.xcom_pull(task_ids="wait", key="_link_GrokVideoLink") == xcom(run, "wait")
     assert emulator.creates == 1
     # Deferred, the trigger polls with aiohttp in the triggerer; otherwise the worker polls with requests.
     clients = {r.user_agent.split("/")[0] for r in emulator.requests if r.method == "GET"}
@@ -163,4 +165,6 @@ def test_create_and_wait_example(emulator: GrokVideoEmulator) -> None:
     [task_id] = list(emulator.tasks)
     assert xcom(run, "make_video") == task_id
     assert xcom(run, "publish") == f"{emulator.base_url}/videos/{task_id}.mp4"
+    [make] = [ti for ti in run.get_task_instances() if ti.task_id == "make_video"]
+    assert make.xcom_pull(task_ids="make_video", key="_link_GrokVideoLink") == xcom(run, "publish")
     assert emulator.requests[0].json["orientation"] == "portrait"

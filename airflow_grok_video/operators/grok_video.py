@@ -19,6 +19,7 @@ from airflow_grok_video.exceptions import (
 from airflow_grok_video.hooks._api import VIDEO_URL_XCOM_KEY, VideoTask
 from airflow_grok_video.hooks._params import MODEL, build_create_body
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
+from airflow_grok_video.links.grok_video import GrokVideoLink
 from airflow_grok_video.operators._ledger import CreateLedger, CreateRecord
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ class GrokCreateVideoOperator(BaseOperator):
         "model",
     )
     template_fields_renderers = {"prompt": "md"}
+    operator_extra_links = (GrokVideoLink(),)
     ui_color = "#d2e3fc"
 
     def __init__(

@@ -19,6 +19,7 @@ from airflow_grok_video import metrics
 from airflow_grok_video.exceptions import GrokVideoGenerationFailed
 from airflow_grok_video.hooks._api import VIDEO_URL_XCOM_KEY, VideoTask
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
+from airflow_grok_video.links.grok_video import GrokVideoLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -48,6 +49,7 @@ class GrokVideoSensor(BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("video_task_id",)
+    operator_extra_links = (GrokVideoLink(),)
     ui_color = "#e8f0fe"
 
     def __init__(

@@ -1,0 +1,28 @@
+"""The "Grok Video" button on a task instance, opening the video that task produced."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from airflow.providers.common.compat.sdk import BaseOperatorLink, XCom
+
+from airflow_grok_video.hooks._api import VIDEO_URL_XCOM_KEY
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+    from airflow.sdk.types import TaskInstanceKey
+
+
+class GrokVideoLink(BaseOperatorLink):
+    """Open the task instance's video: the URL it pushed under the XCom key ``video_url``."""
+
+    name = "Grok Video"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        """
+        Return the video URL of that task instance, or ``""`` while it has none.
+
+        :param operator: the create operator or the sensor.
+        :param ti_key: the task instance.
+        """
+        return str(XCom.get_value(key=VIDEO_URL_XCOM_KEY, ti_key=ti_key) or "")
