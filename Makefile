@@ -8,14 +8,14 @@ DEMO_PORT ?= 8089
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
 
-.PHONY: install demo test lint pytest test-min clean
+.PHONY: install demo test lint docs pytest test-min clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python "apache-airflow==$(AIRFLOW_VERSION)" -e ".[test]"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python "apache-airflow==$(AIRFLOW_VERSION)" -e ".[test,docs]"
 	touch $@
 
 # Start the bundled emulator, run the example DAG deferred with `airflow dags test`, print the video URL.
@@ -38,7 +38,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint pytest test-min
+test: lint docs pytest test-min
+
+# The documentation site, built from docs/ and the docstrings into build/site; warnings fail it.
+docs: install
+	$(BIN)/mkdocs build --strict --quiet
 
 pytest: install
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
@@ -47,4 +51,4 @@ test-min:
 	$(MAKE) pytest VENV=.venv-min AIRFLOW_VERSION=$(AIRFLOW_MIN_VERSION)
 
 clean:
-	rm -rf $(VENV) .venv-min .airflow-demo .airflow-demo.log .pytest_cache .mypy_cache
+	rm -rf $(VENV) .venv-min build .airflow-demo .airflow-demo.log .pytest_cache .mypy_cache

@@ -168,3 +168,14 @@ def test_create_and_wait_example(emulator: GrokVideoEmulator) -> None:
     [make] = [ti for ti in run.get_task_instances() if ti.task_id == "make_video"]
     assert make.xcom_pull(task_ids="make_video", key="_link_GrokVideoLink") == xcom(run, "publish")
     assert emulator.requests[0].json["orientation"] == "portrait"
+
+
+def test_every_example_dag_is_run_by_the_suite() -> None:
+    from pathlib import Path
+
+    from tests.conftest import REPO
+
+    tested = Path(__file__).read_text() + Path(REPO / "tests" / "test_transfer.py").read_text()
+    examples = [p.stem for p in (REPO / "dags").glob("grok_video_*.py")]
+    assert examples
+    assert [name for name in examples if f'run_dag("{name}"' not in tested] == []

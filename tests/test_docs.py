@@ -1,0 +1,48 @@
+"""Every public class documents every parameter, so the generated reference is complete."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from airflow_grok_video.emulator import Fault, GrokVideoEmulator, Rule
+from airflow_grok_video.hooks.grok_video import GrokVideoHook, RetryPolicy, VideoTask
+from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
+from airflow_grok_video.sensors.grok_video import GrokVideoSensor
+from airflow_grok_video.triggers.grok_video import GrokVideoTrigger
+
+PUBLIC = [
+    GrokCreateVideoOperator,
+    GrokVideoSensor,
+    GrokVideoTrigger,
+    GrokVideoHook,
+    RetryPolicy,
+    VideoTask,
+    GrokVideoEmulator,
+    Rule,
+    Fault,
+]
+
+
+@pytest.mark.parametrize("cls", PUBLIC, ids=lambda c: c.__name__)
+def test_every_parameter_is_documented(cls: type) -> None:
+    doc = inspect.getdoc(cls) or ""
+    params = [
+        name
+        for name, p in inspect.signature(cls).parameters.items()
+        if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    missing = [name for name in params if f":param {name}:" not in doc]
+    assert not missing, f"{cls.__name__} does not document {missing}"
+
+
+@pytest.mark.parametrize(
+    "method",
+    [GrokVideoHook.create_video, GrokVideoHook.get_video_task, GrokVideoHook.aget_video_task],
+    ids=lambda m: m.__name__,
+)
+def test_hook_methods_document_their_parameters(method: object) -> None:
+    doc = inspect.getdoc(method) or ""
+    params = [n for n in inspect.signature(method).parameters if n != "self"]  # type: ignore[arg-type]
+    assert all(f":param {n}:" in doc for n in params), doc
