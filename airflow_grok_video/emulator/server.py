@@ -37,6 +37,7 @@ class Rule:
     :param generation_seconds: this task's generation time, instead of the emulator's.
     :param status_spelling: the status reported once done (``completed``, or the FAQ's ``success``).
     :param times: how many creates it applies to (every one when ``None``).
+    :param processing_status: the status reported while generating (e.g. an undocumented ``rendering``).
     """
 
     prompt_contains: str
@@ -45,6 +46,7 @@ class Rule:
     generation_seconds: float | None = None
     status_spelling: str = "completed"
     times: int | None = None
+    processing_status: str = "processing"
 
 
 @dataclass
@@ -151,7 +153,8 @@ class _Task:
                 )
         elif elapsed >= self.queue_seconds:
             fraction = (elapsed - self.queue_seconds) / max(self.generation_seconds, 1e-9)
-            data.update(status="processing", progress=min(99, max(1, int(fraction * 100))))
+            status = self.rule.processing_status if self.rule else "processing"
+            data.update(status=status, progress=min(99, max(1, int(fraction * 100))))
         return data
 
     def status(self, now: float) -> str:

@@ -1,0 +1,194 @@
+"""The fault matrix in real Airflow runs: each row asserts the task's end state AND what the emulator saw."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from airflow_grok_video.emulator import Fault, GrokVideoEmulator, Rule
+from tests.conftest import conn_json
+from tests.test_dags import run_dag, states
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+QUERY = "/api/open-api/v1/videos/"
+MODES = ["poke", "deferrable"]
+
+TRANSIENT = {
+    "429 Retry-After": [Fault("status", status=429, retry_after=1)],
+    "429 bare": [Fault("status", status=429, times=2)],
+    "500": [Fault("status", status=500, times=2)],
+    "502": [Fault("status", status=502)],
+    "503": [Fault("status", status=503, times=3)],
+    "reset": [Fault("reset", times=2)],
+    "slow": [Fault("slow", delay=1.5)],
+    "html for a while": [Fault("html", times=3)],
+    "mixed": [
+        Fault("status", status=503),
+        Fault("reset"),
+        Fault("html"),
+        Fault("status", status=429, retry_after=1),
+    ],
+}
+
+
+def queries(emu: GrokVideoEmulator) -> int:
+    return emu.count("GET", QUERY)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", list(TRANSIENT))
+def test_transient_query_faults_still_succeed(emulator: GrokVideoEmulator, mode: str, name: str) -> None:
+    for fault in TRANSIENT[name]:
+        emulator.inject(Fault(**{**fault.__dict__, "method": "GET", "path_prefix": QUERY}))
+    run = run_dag(f"grok_test_{mode}")
+    assert states(run) == {"create": "success", "wait": "success"}
+    faulted = sum(f.times for f in TRANSIENT[name])
+    assert queries(emulator) >= faulted + 1
+    assert emulator.creates == 1
+    [task_id] = list(emulator.tasks)
+    [wait] = [ti for ti in run.get_task_instances() if ti.task_id == "wait"]
+    assert wait.xcom_pull(task_ids="wait") == f"{emulator.base_url}/videos/{task_id}.mp4"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("fault", "cause"),
+    [
+        (Fault("status", status=503, times=1000), "HTTP 503"),
+        (Fault("status", status=429, retry_after=30, times=1000), "HTTP 429"),
+        (Fault("html", times=1000), "not the API's JSON envelope"),
+    ],
+    ids=["503", "429", "html"],
+)
+def test_persistent_faults_fail_by_the_timeout_naming_the_cause(
+    emulator: GrokVideoEmulator, capfd: pytest.CaptureFixture[str], mode: str, fault: Fault, cause: str
+) -> None:
+    emulator.inject(Fault(**{**fault.__dict__, "method": "GET", "path_prefix": QUERY}))
+    started = time.monotonic()
+    run = run_dag(f"grok_test_timeout_{mode}")  # sensor timeout: 1 s
+    elapsed = time.monotonic() - started
+    assert states(run) == {"create": "success", "wait": "failed"}
+    assert elapsed < 30
+    out, err = capfd.readouterr()
+    assert cause in out + err
+    assert emulator.creates == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_envelope_error_names_code_and_msg(
+    emulator: GrokVideoEmulator, capfd: pytest.CaptureFixture[str], mode: str
+) -> None:
+    emulator.inject(Fault("envelope", code="50001", msg="upstream busy", method="GET", times=1000))
+    run = run_dag(f"grok_test_{mode}")
+    assert states(run) == {"create": "success", "wait": "failed"}
+    assert queries(emulator) == 1
+    out, err = capfd.readouterr()
+    assert "code 50001: upstream busy" in out + err
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_refused_key_fails_at_once(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], mode: str
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", conn_json(emulator.base_url, "sk_x"))
+    video_id = None
+    with GrokVideoEmulator(api_keys=["sk_right"], generation_seconds=600) as strict:
+        monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", conn_json(strict.base_url, "sk_right"))
+        from airflow_grok_video.hooks.grok_video import GrokVideoHook
+
+        video_id = GrokVideoHook().create_video(prompt="a fox", image_url="https://example.com/f.png")[
+            "task_id"
+        ]
+        monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", conn_json(strict.base_url, "sk_wrong"))
+        run = run_dag(f"grok_test_{mode}_retries")
+        assert states(run) == {"create": "failed", "wait": "upstream_failed"}
+        assert strict.creates == 2 and strict.accepted_creates == 1
+    assert video_id
+    out, err = capfd.readouterr()
+    assert "API key was refused" in out + err
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_key_refused_while_waiting_fails_the_sensor_without_retries(
+    emulator: GrokVideoEmulator, mode: str
+) -> None:
+    emulator.inject(Fault("status", status=401, method="GET", times=1000))
+    run = run_dag(f"grok_test_{mode}_retries")
+    assert states(run) == {"create": "success", "wait": "failed"}
+    [wait] = [ti for ti in run.get_task_instances() if ti.task_id == "wait"]
+    assert wait.try_number == 1
+    assert queries(emulator) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_undocumented_status_keeps_waiting_bounded_by_timeout(
+    emulator: GrokVideoEmulator, capfd: pytest.CaptureFixture[str], mode: str
+) -> None:
+    emulator.add_rule(Rule(prompt_contains="fox", processing_status="rendering", generation_seconds=600))
+    run = run_dag(f"grok_test_timeout_{mode}")
+    assert states(run) == {"create": "success", "wait": "failed"}
+    assert queries(emulator) >= 2
+    out, err = capfd.readouterr()
+    assert "rendering" in out + err and "undocumented status; still waiting" in out + err
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_undocumented_status_then_completed_succeeds(emulator: GrokVideoEmulator, mode: str) -> None:
+    emulator.add_rule(Rule(prompt_contains="fox", processing_status="rendering"))
+    run = run_dag(f"grok_test_{mode}")
+    assert states(run) == {"create": "success", "wait": "success"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_lost_task_fails_clearly(
+    emulator: GrokVideoEmulator, capfd: pytest.CaptureFixture[str], mode: str
+) -> None:
+    emulator.inject(Fault("status", status=404, method="GET", times=1000))
+    run = run_dag(f"grok_test_{mode}_retries")
+    assert states(run) == {"create": "success", "wait": "failed"}
+    [wait] = [ti for ti in run.get_task_instances() if ti.task_id == "wait"]
+    assert wait.try_number == 1
+    assert queries(emulator) == 1
+    out, err = capfd.readouterr()
+    assert "HTTP 404" in out + err
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_success_spelling_ends_the_wait(emulator: GrokVideoEmulator, mode: str) -> None:
+    emulator.add_rule(Rule(prompt_contains="fox", status_spelling="success"))
+    run = run_dag(f"grok_test_{mode}")
+    assert states(run) == {"create": "success", "wait": "success"}
+
+
+@pytest.mark.parametrize(
+    ("fault", "outcome", "accepted"),
+    [
+        (Fault("status", status=429, retry_after=1, times=2), "success", 1),
+        (Fault("status", status=503), "failed", 0),
+        (Fault("status", status=502, after_accept=True), "failed", 1),
+        (Fault("reset", after_accept=True), "failed", 1),
+        (Fault("html", after_accept=True), "failed", 1),
+        # Refused with HTTP 200 and an envelope code: nothing was bought, and Airflow's retry may succeed.
+        (Fault("envelope", code="40200", msg="insufficient balance"), "success", 1),
+    ],
+    ids=[
+        "429-then-ok",
+        "503-before-accept",
+        "502-after-accept",
+        "reset-after-accept",
+        "html-after-accept",
+        "balance",
+    ],
+)
+def test_create_under_faults_never_sends_a_billed_create_twice(
+    emulator: GrokVideoEmulator, fault: Fault, outcome: str, accepted: int
+) -> None:
+    emulator.inject(Fault(**{**fault.__dict__, "method": "POST"}))
+    run = run_dag("grok_test_create_retries")  # retries=2
+    assert states(run) == {"create": outcome}
+    assert emulator.accepted_creates == accepted
+    if outcome == "success":
+        assert emulator.creates == fault.times + 1  # every extra create was refused, none billed
+    elif fault.after_accept or fault.status and fault.status >= 500:
+        assert emulator.creates == 1  # it may have been billed: never sent again, by any try
