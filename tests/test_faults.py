@@ -190,5 +190,5 @@ def test_create_under_faults_never_sends_a_billed_create_twice(
     assert emulator.accepted_creates == accepted
     if outcome == "success":
         assert emulator.creates == fault.times + 1  # every extra create was refused, none billed
-    elif fault.after_accept or fault.status and fault.status >= 500:
+    elif fault.after_accept or (fault.status and fault.status >= 500):
         assert emulator.creates == 1  # it may have been billed: never sent again, by any try
