@@ -1,0 +1,97 @@
+"""A real Airflow (api-server, scheduler, dag-processor, triggerers on LocalExecutor): crashes lose nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.deployment import REPO, Deployment, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+FAN_OUT = "grok_deploy_fan_out"
+VIDEOS = 20
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    home = tmp_path_factory.mktemp("airflow-deployment")
+    deployment = Deployment(home, [REPO / "tests" / "deploy_dags" / "grok_deploy_dags.py"], generation_seconds=45)
+    try:
+        yield deployment.start()
+    finally:
+        deployment.stop()
+
+
+def all_deferred(deployment: Deployment, run_id: str) -> bool:
+    states = deployment.states(FAN_OUT, run_id, "wait")
+    return len(states) == VIDEOS and set(states.values()) == {"deferred"}
+
+
+def finish(deployment: Deployment, dag_id: str, run_id: str, timeout: float = 300) -> str:
+    def done() -> str | None:
+        state = deployment.run_state(dag_id, run_id)
+        return state if state in ("success", "failed") else None
+
+    try:
+        return wait_for(done, timeout, f"run {run_id} to finish", every=1)
+    except TimeoutError as error:
+        raise AssertionError(f"{error}\n{deployment.logs()}") from None
+
+
+def assert_every_video_delivered(deployment: Deployment, run_id: str) -> None:
+    assert finish(deployment, FAN_OUT, run_id) == "success", deployment.logs()
+    stats = deployment.emulator("stats")
+    assert stats["creates"] == VIDEOS and stats["accepted_creates"] == VIDEOS
+    for index in range(VIDEOS):
+        video_id = deployment.xcom(FAN_OUT, run_id, "create", index)
+        assert deployment.xcom(FAN_OUT, run_id, "wait", index) == f"{deployment.emulator_url}/videos/{video_id}.mp4"
+
+
+def test_triggerer_killed_while_all_videos_are_deferred(deployment: Deployment) -> None:
+    deployment.emulator("reset", {})
+    run_id = deployment.trigger(FAN_OUT)
+    wait_for(lambda: all_deferred(deployment, run_id), 240, "20 deferred sensors", every=1)
+    deployment.kill("triggerer-1")
+    deployment.spawn_triggerer("triggerer-2")
+    assert_every_video_delivered(deployment, run_id)
+
+
+def test_survivor_of_two_triggerers_takes_the_triggers_over(deployment: Deployment) -> None:
+    deployment.emulator("reset", {})
+    deployment.spawn_triggerer("triggerer-3")
+    run_id = deployment.trigger(FAN_OUT)
+    wait_for(lambda: all_deferred(deployment, run_id), 240, "20 deferred sensors", every=1)
+    time.sleep(3)  # both triggerers have picked triggers up
+    deployment.kill("triggerer-2")
+    assert_every_video_delivered(deployment, run_id)
+
+
+def test_worker_killed_mid_wait_retry_reattaches(deployment: Deployment) -> None:
+    deployment.emulator("reset", {})
+    dag_id = "grok_deploy_create_and_wait"
+    run_id = deployment.trigger(dag_id)
+
+    def running_pid() -> int | None:
+        rows = deployment.query(
+            "SELECT pid, state FROM task_instance WHERE dag_id=? AND run_id=? AND task_id='create'", dag_id, run_id
+        )
+        if rows and rows[0][1] == "running" and rows[0][0] and deployment.emulator("stats")["accepted_creates"]:
+            return int(rows[0][0])
+        return None
+
+    pid = wait_for(running_pid, 180, "the create task to run and create its video")
+    time.sleep(2)  # mid-wait
+    os.kill(pid, signal.SIGKILL)
+    assert finish(deployment, dag_id, run_id) == "success", deployment.logs()
+    [(try_number,)] = deployment.query(
+        "SELECT try_number FROM task_instance WHERE dag_id=? AND run_id=? AND task_id='create'", dag_id, run_id
+    )
+    assert try_number == 2
+    assert deployment.emulator("stats")["creates"] == 1
+    video_id = deployment.xcom(dag_id, run_id, "create", -1)
+    assert deployment.xcom(dag_id, run_id, "create", -1, "video_url") == f"{deployment.emulator_url}/videos/{video_id}.mp4"
