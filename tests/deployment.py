@@ -1,4 +1,4 @@
-"""A real Airflow deployment for tests: api-server, scheduler, dag-processor and triggerers, plus the emulator.
+"""A real Airflow deployment for tests: api-server, scheduler, dag-processor, triggerers and the emulator.
 
 Every process runs in its own process group under a private AIRFLOW_HOME, on its own ports, and
 is always stopped (SIGTERM, then SIGKILL to the group) when the deployment is closed.
@@ -6,6 +6,7 @@ is always stopped (SIGTERM, then SIGKILL to the group) when the deployment is cl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -88,8 +89,17 @@ class Deployment:
         """Start the emulator, migrate the database, start every Airflow component."""
         self.spawn(
             "emulator",
-            [sys.executable, "-m", "airflow_grok_video.emulator", "--port", str(self.emulator_port),
-             "--generation-seconds", str(self.generation_seconds), "--queue-seconds", "1"],
+            [
+                sys.executable,
+                "-m",
+                "airflow_grok_video.emulator",
+                "--port",
+                str(self.emulator_port),
+                "--generation-seconds",
+                str(self.generation_seconds),
+                "--queue-seconds",
+                "1",
+            ],
         )
         wait_for(lambda: self._emulator_up(), 20, "the emulator")
         self.airflow("db", "migrate")
@@ -125,10 +135,8 @@ class Deployment:
             _signal_group(process, signal.SIGTERM)
         deadline = time.monotonic() + 20
         for process in self.processes.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             _signal_group(process, signal.SIGKILL)
             process.wait(timeout=10)
         self.processes.clear()
@@ -139,7 +147,9 @@ class Deployment:
             [*AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=180, cwd=self.home
         )
         if result.returncode != 0:
-            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+            raise RuntimeError(
+                f"airflow {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+            )
         return result.stdout
 
     def logs(self, lines: int = 40) -> str:
@@ -185,7 +195,9 @@ class Deployment:
         """The state of each map index of a task in a run."""
         rows = self.query(
             "SELECT map_index, state FROM task_instance WHERE dag_id=? AND run_id=? AND task_id=?",
-            dag_id, run_id, task_id,
+            dag_id,
+            run_id,
+            task_id,
         )
         return {int(i): s for i, s in rows}
 
@@ -196,7 +208,11 @@ class Deployment:
     def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int, key: str = "return_value") -> Any:
         rows = self.query(
             "SELECT value FROM xcom WHERE dag_id=? AND run_id=? AND task_id=? AND map_index=? AND key=?",
-            dag_id, run_id, task_id, map_index, key,
+            dag_id,
+            run_id,
+            task_id,
+            map_index,
+            key,
         )
         return json.loads(rows[0][0]) if rows else None
 
@@ -210,7 +226,5 @@ class Deployment:
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass

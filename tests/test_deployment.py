@@ -1,4 +1,4 @@
-"""A real Airflow (api-server, scheduler, dag-processor, triggerers on LocalExecutor): crashes lose nothing."""
+"""A real Airflow (api-server, scheduler, dag-processor, triggerers; LocalExecutor): crashes lose nothing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from datetime import datetime, timezone
 
 import pytest
 
@@ -20,7 +20,9 @@ VIDEOS = 20
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     home = tmp_path_factory.mktemp("airflow-deployment")
-    deployment = Deployment(home, [REPO / "tests" / "deploy_dags" / "grok_deploy_dags.py"], generation_seconds=45)
+    deployment = Deployment(
+        home, [REPO / "tests" / "deploy_dags" / "grok_deploy_dags.py"], generation_seconds=45
+    )
     try:
         yield deployment.start()
     finally:
@@ -49,7 +51,10 @@ def assert_every_video_delivered(deployment: Deployment, run_id: str) -> None:
     assert stats["creates"] == VIDEOS and stats["accepted_creates"] == VIDEOS
     for index in range(VIDEOS):
         video_id = deployment.xcom(FAN_OUT, run_id, "create", index)
-        assert deployment.xcom(FAN_OUT, run_id, "wait", index) == f"{deployment.emulator_url}/videos/{video_id}.mp4"
+        assert (
+            deployment.xcom(FAN_OUT, run_id, "wait", index)
+            == f"{deployment.emulator_url}/videos/{video_id}.mp4"
+        )
 
 
 def test_triggerer_killed_while_all_videos_are_deferred(deployment: Deployment) -> None:
@@ -66,9 +71,23 @@ def test_survivor_of_two_triggerers_takes_the_triggers_over(deployment: Deployme
     deployment.spawn_triggerer("triggerer-3")
     run_id = deployment.trigger(FAN_OUT)
     wait_for(lambda: all_deferred(deployment, run_id), 240, "20 deferred sensors", every=1)
-    time.sleep(3)  # both triggerers have picked triggers up
-    deployment.kill("triggerer-2")
+    victim = triggerer_holding_triggers(deployment, ["triggerer-2", "triggerer-3"])
+    deployment.kill(victim)
     assert_every_video_delivered(deployment, run_id)
+
+
+def triggerer_holding_triggers(deployment: Deployment, names: list[str]) -> str:
+    """The live triggerer (named in start order) that runs the most triggers."""
+    rows = deployment.query(
+        "SELECT id, latest_heartbeat FROM job WHERE job_type='TriggererJob' AND state='running' ORDER BY id"
+    )
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    live = [job for job, beat in rows if (now - datetime.fromisoformat(str(beat)[:26])).total_seconds() < 5]
+    assert len(live) == len(names), rows
+    held = dict(deployment.query("SELECT triggerer_id, count(*) FROM trigger GROUP BY triggerer_id"))
+    job = max(live, key=lambda j: held.get(j, 0))
+    assert held.get(job, 0) >= 1, held
+    return names[live.index(job)]
 
 
 def test_worker_killed_mid_wait_retry_reattaches(deployment: Deployment) -> None:
@@ -78,9 +97,16 @@ def test_worker_killed_mid_wait_retry_reattaches(deployment: Deployment) -> None
 
     def running_pid() -> int | None:
         rows = deployment.query(
-            "SELECT pid, state FROM task_instance WHERE dag_id=? AND run_id=? AND task_id='create'", dag_id, run_id
+            "SELECT pid, state FROM task_instance WHERE dag_id=? AND run_id=? AND task_id='create'",
+            dag_id,
+            run_id,
         )
-        if rows and rows[0][1] == "running" and rows[0][0] and deployment.emulator("stats")["accepted_creates"]:
+        if (
+            rows
+            and rows[0][1] == "running"
+            and rows[0][0]
+            and deployment.emulator("stats")["accepted_creates"]
+        ):
             return int(rows[0][0])
         return None
 
@@ -89,9 +115,14 @@ def test_worker_killed_mid_wait_retry_reattaches(deployment: Deployment) -> None
     os.kill(pid, signal.SIGKILL)
     assert finish(deployment, dag_id, run_id) == "success", deployment.logs()
     [(try_number,)] = deployment.query(
-        "SELECT try_number FROM task_instance WHERE dag_id=? AND run_id=? AND task_id='create'", dag_id, run_id
+        "SELECT try_number FROM task_instance WHERE dag_id=? AND run_id=? AND task_id='create'",
+        dag_id,
+        run_id,
     )
     assert try_number == 2
     assert deployment.emulator("stats")["creates"] == 1
     video_id = deployment.xcom(dag_id, run_id, "create", -1)
-    assert deployment.xcom(dag_id, run_id, "create", -1, "video_url") == f"{deployment.emulator_url}/videos/{video_id}.mp4"
+    assert (
+        deployment.xcom(dag_id, run_id, "create", -1, "video_url")
+        == f"{deployment.emulator_url}/videos/{video_id}.mp4"
+    )
