@@ -39,6 +39,13 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_grok_video.sensors.grok_video"],
             }
         ],
+        "transfers": [
+            {
+                "source-integration-name": "Grok Video",
+                "target-integration-name": "Object Storage",
+                "python-module": "airflow_grok_video.transfers.grok_video_to_storage",
+            }
+        ],
         "triggers": [
             {
                 "integration-name": "Grok Video",
