@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_grok_video import __version__
+from airflow_grok_video.hooks._api import UI_FIELD_BEHAVIOUR
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -18,6 +19,14 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "connection-type": "grok_video",
                 "hook-class-name": "airflow_grok_video.hooks.grok_video.GrokVideoHook",
+                "hook-name": "Grok Video",
+                # Airflow 3.2+ reads the form from here; older versions call the hook's
+                # get_ui_field_behaviour(), which returns the same.
+                "ui-field-behaviour": {
+                    "hidden-fields": list(UI_FIELD_BEHAVIOUR["hidden_fields"]),
+                    "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+                    "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
+                },
             }
         ],
         "extra-links": ["airflow_grok_video.links.grok_video.GrokVideoLink"],

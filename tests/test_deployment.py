@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 
@@ -126,3 +128,72 @@ def test_worker_killed_mid_wait_retry_reattaches(deployment: Deployment) -> None
         deployment.xcom(dag_id, run_id, "create", -1, "video_url")
         == f"{deployment.emulator_url}/videos/{video_id}.mp4"
     )
+
+
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser_page(deployment: Deployment) -> Iterator[Any]:
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        finally:
+            browser.close()
+
+
+def test_connection_form_in_a_real_browser(deployment: Deployment, browser_page: Any) -> None:
+    page = browser_page
+    page.goto(f"http://127.0.0.1:{deployment.api_port}/connections", wait_until="networkidle")
+    page.get_by_role("button", name="Add Connection").click()
+    dialog = page.locator("[role=dialog]")
+    dialog.get_by_role("combobox").click()
+    page.keyboard.type("Grok Video")
+    page.get_by_role("option", name="Grok Video").click()
+    dialog.get_by_text("API Key").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "connection-form.png"))
+    text = dialog.inner_text()
+    assert "Base URL" in text and "API Key" in text
+    for hidden in ("Login", "Port", "Schema"):
+        assert hidden not in text
+    placeholders = {
+        i.get_attribute("name"): i.get_attribute("placeholder") for i in dialog.locator("input").all()
+    }
+    assert placeholders["host"] == "https://www.jimmyai.cn"
+    assert placeholders["password"] == "sk_..."
+
+
+def test_extra_link_opens_the_video_in_a_real_browser(deployment: Deployment, browser_page: Any) -> None:
+    deployment.emulator("reset", {})
+    deployment.emulator("rules", {"prompt_contains": "quick", "generation_seconds": 2})
+    dag_id = "grok_deploy_single"
+    run_id = deployment.trigger(dag_id)
+    assert finish(deployment, dag_id, run_id) == "success", deployment.logs()
+    video_id = deployment.xcom(dag_id, run_id, "create", -1)
+    video_url = f"{deployment.emulator_url}/videos/{video_id}.mp4"
+    page = browser_page
+    page.goto(
+        f"http://127.0.0.1:{deployment.api_port}/dags/{dag_id}/runs/{run_id}/tasks/wait/details",
+        wait_until="networkidle",
+    )
+    link = page.get_by_role("link", name="Grok Video")
+    link.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "task-instance-extra-link.png"))
+    assert link.get_attribute("href") == video_url

@@ -14,6 +14,7 @@ from airflow_grok_video.hooks._api import (
     CREATE_PATH,
     DEFAULT_BASE_URL,
     QUERY_PATH,
+    UI_FIELD_BEHAVIOUR,
     VideoTask,
     require,
     unwrap,
@@ -72,16 +73,8 @@ class GrokVideoHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Shape the connection form: only the base URL, the API key and extras are used."""
-        return {
-            "hidden_fields": ["schema", "login", "port"],
-            "relabeling": {"host": "Base URL", "password": "API Key"},
-            "placeholders": {
-                "host": DEFAULT_BASE_URL,
-                "password": "sk_...",
-                "extra": '{"proxies": {"https": "http://proxy:3128"}}',
-            },
-        }
+        """Shape the connection form (Airflow < 3.2; newer versions read the provider info)."""
+        return UI_FIELD_BEHAVIOUR
 
     # -- the API's calls -------------------------------------------------------------------
 

@@ -32,3 +32,7 @@ with DAG("grok_deploy_create_and_wait", schedule=None, start_date=START):
         retries=1,
         retry_delay=timedelta(seconds=2),
     )
+
+with DAG("grok_deploy_single", schedule=None, start_date=START):
+    _create = GrokCreateVideoOperator(task_id="create", prompt="a quick fox", image_url=IMAGE)
+    GrokVideoSensor(task_id="wait", video_task_id=_create.output, poke_interval=1, deferrable=True)
