@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,8 +24,16 @@ DAGS_FOLDER.mkdir()
 for _dag_file in [*(REPO / "dags").glob("*.py"), *(REPO / "tests" / "dag_files").glob("*.py")]:
     if _dag_file.name != "__init__.py":
         (DAGS_FOLDER / _dag_file.name).symlink_to(_dag_file)
+# Metrics go to a StatsD port the tests listen on (see the ``statsd`` fixture).
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as _udp:
+    _udp.bind(("127.0.0.1", 0))
+    STATSD_PORT = _udp.getsockname()[1]
 os.environ.update(
     {
+        "AIRFLOW__METRICS__STATSD_ON": "True",
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PORT": str(STATSD_PORT),
+        "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",
         "AIRFLOW_HOME": _AIRFLOW_HOME,
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
@@ -60,11 +69,28 @@ def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[GrokVideoEmulator]:
         yield emu
 
 
+@pytest.fixture(scope="session")
+def statsd() -> Iterator[socket.socket]:
+    """A UDP socket receiving the metrics Airflow's stats client sends."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", STATSD_PORT))
+        sock.settimeout(0.2)
+        yield sock
+
+
+def received(sock: socket.socket) -> list[str]:
+    """Every StatsD line received so far."""
+    lines: list[str] = []
+    while True:
+        try:
+            lines += sock.recv(65536).decode().splitlines()
+        except TimeoutError:
+            return lines
+
+
 @pytest.fixture
 def closed_port_url() -> str:
     """A base URL on 127.0.0.1 where nothing listens (connection refused)."""
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
