@@ -8,7 +8,7 @@ DEMO_PORT ?= 8089
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
 
-.PHONY: install demo test lint docs pytest test-min clean
+.PHONY: install demo test lint docs bench pytest test-min clean
 
 install: $(STAMP)
 
@@ -32,6 +32,10 @@ demo: install
 	url=$$(grep -o 'Video ready: [^ ]*' "$(CURDIR)/.airflow-demo.log" | tail -n 1 | cut -d' ' -f3); \
 	test -n "$$url" || { echo "no video URL in the run's log: $(CURDIR)/.airflow-demo.log"; exit 1; }; \
 	echo "Video URL: $$url"
+
+# Benchmarks; each prints its figures beside its anchor, with the ratio.
+bench: install
+	$(BIN)/python benchmarks/download.py --mb 200 --runs 3
 
 lint: install
 	$(BIN)/ruff check .
