@@ -82,8 +82,13 @@ def test_existing_destination_is_kept_unless_overwrite(
 
 
 def test_expired_link_says_so(fast_emulator: GrokVideoEmulator, tmp_path: Path) -> None:
-    with pytest.raises(AirflowFailException, match="link has probably expired"):
+    with pytest.raises(AirflowFailException, match="link has probably expired") as info:
         keep(f"{fast_emulator.base_url}/videos/video_gone.mp4?sig=SECRET", f"file://{tmp_path}/v.mp4")
+    assert "SECRET" not in str(info.value)  # a signed URL's query is never shown
+    url = finished_video(fast_emulator)
+    fast_emulator.inject(Fault("status", status=403, method="GET", path_prefix=VIDEOS))
+    with pytest.raises(AirflowFailException, match="HTTP 403; the link has probably expired"):
+        keep(url, f"file://{tmp_path}/v.mp4")
     assert leftovers(tmp_path) == []
 
 
