@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,9 +23,6 @@ from airflow_grok_video.operators._ledger import CreateLedger, CreateRecord
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-#: Slack given to Airflow's own deferral timeout, so the trigger's clearer ``timeout`` event comes first.
-_DEFERRAL_GRACE = timedelta(seconds=60)
 
 
 class GrokCreateVideoOperator(BaseOperator):
@@ -245,17 +241,14 @@ class GrokCreateVideoOperator(BaseOperator):
 
     def _wait(self, video_task_id: str, context: Context) -> None:
         if self.deferrable:
-            from airflow_grok_video.triggers.grok_video import GrokVideoTrigger
+            from airflow_grok_video.triggers.grok_video import defer_until_done
 
-            self.defer(
-                trigger=GrokVideoTrigger(
-                    video_task_id=video_task_id,
-                    grok_conn_id=self.grok_conn_id,
-                    poll_interval=self.poll_interval,
-                    end_time=time.time() + self.timeout,
-                ),
-                method_name="execute_complete",
-                timeout=timedelta(seconds=self.timeout) + _DEFERRAL_GRACE,
+            defer_until_done(
+                self,
+                video_task_id=video_task_id,
+                grok_conn_id=self.grok_conn_id,
+                poll_interval=self.poll_interval,
+                timeout=self.timeout,
             )
         deadline = time.time() + self.timeout
         while True:

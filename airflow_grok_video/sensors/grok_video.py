@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +22,6 @@ from airflow_grok_video.links.grok_video import GrokVideoLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-#: Slack given to Airflow's own deferral timeout, so the trigger's clearer ``timeout`` event comes first.
-_DEFERRAL_GRACE = timedelta(seconds=60)
 
 
 class GrokVideoSensor(BaseSensorOperator):
@@ -79,21 +75,15 @@ class GrokVideoSensor(BaseSensorOperator):
             if not self.reschedule:
                 self._deadline = time.time() + self.timeout
             return super().execute(context)
+        from airflow_grok_video.triggers.grok_video import defer_until_done
+
         self.log.info("Deferring: waiting for Grok video task %s in the triggerer", self.video_task_id)
-        self.defer(
-            trigger=self._trigger(),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout) + _DEFERRAL_GRACE,
-        )
-
-    def _trigger(self) -> Any:
-        from airflow_grok_video.triggers.grok_video import GrokVideoTrigger
-
-        return GrokVideoTrigger(
+        defer_until_done(
+            self,
             video_task_id=self.video_task_id,
             grok_conn_id=self.grok_conn_id,
             poll_interval=self.poke_interval,
-            end_time=time.time() + self.timeout,
+            timeout=self.timeout,
         )
 
     def poke(self, context: Context) -> PokeReturnValue:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -17,6 +18,12 @@ from airflow_grok_video.exceptions import (
 )
 from airflow_grok_video.hooks._api import VideoTask
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+
+#: Slack given to Airflow's own deferral timeout, so that the trigger's clearer ``timeout`` event comes first.
+DEFERRAL_GRACE = timedelta(seconds=60)
 
 
 class GrokVideoTrigger(BaseTrigger):
@@ -121,4 +128,27 @@ def video_url_from_event(event: dict[str, Any], *, timeout_error: type[Exception
         http_status=event.get("http_status"),
         code=event.get("code"),
         msg=event.get("msg"),
+    )
+
+
+def defer_until_done(
+    task: BaseOperator, *, video_task_id: str, grok_conn_id: str, poll_interval: float, timeout: float
+) -> NoReturn:
+    """
+    Defer ``task`` to a :class:`GrokVideoTrigger`; Airflow resumes it in ``execute_complete``.
+
+    :param task: the deferring operator or sensor.
+    :param video_task_id: the API's task id.
+    :param grok_conn_id: the Airflow connection id.
+    :param poll_interval: seconds between two queries.
+    :param timeout: seconds from now after which the wait ends with a ``timeout`` event.
+    """
+    trigger = GrokVideoTrigger(
+        video_task_id=video_task_id,
+        grok_conn_id=grok_conn_id,
+        poll_interval=poll_interval,
+        end_time=time.time() + timeout,
+    )
+    task.defer(
+        trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=timeout) + DEFERRAL_GRACE
     )
