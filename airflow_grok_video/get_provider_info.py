@@ -5,7 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_grok_video import __version__
-from airflow_grok_video.hooks._api import UI_FIELD_BEHAVIOUR
+
+# Airflow reads this module while it initializes: it must not import Airflow (or anything that does).
+#: The connection form: only the base URL, the API key and the HTTP extras are used.
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden_fields": ["schema", "login", "port"],
+    "relabeling": {"host": "Base URL", "password": "API Key"},
+    "placeholders": {
+        "host": "https://www.jimmyai.cn",
+        "password": "sk_...",
+        "extra": '{"proxies": {"https": "http://proxy:3128"}}',
+    },
+}
 
 
 def get_provider_info() -> dict[str, Any]:

@@ -48,3 +48,16 @@ def test_hook_methods_document_their_parameters(method: object) -> None:
     doc = inspect.getdoc(method) or ""
     params = [n for n in inspect.signature(method).parameters if n != "self"]  # type: ignore[arg-type]
     assert all(f":param {n}:" in doc for n in params), doc
+
+
+def test_provider_info_imports_no_airflow() -> None:
+    # Airflow calls get_provider_info() while it initializes: importing Airflow there would be circular.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from airflow_grok_video.get_provider_info import get_provider_info; get_provider_info(); "
+        "print(sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

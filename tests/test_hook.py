@@ -203,9 +203,9 @@ async def test_async_query_reuses_one_session_and_retries(emulator: GrokVideoEmu
     emulator.inject(Fault("status", status=503, method="GET"))
     try:
         first = await hook.aget_video_task(task_id)
-        session = hook._async[1] if hook._async else None
+        session = hook._async.session if hook._async else None
         second = await hook.aget_video_task(task_id)
-        assert hook._async is not None and hook._async[1] is session
+        assert hook._async is not None and hook._async.session is session
     finally:
         await hook.aclose()
     assert first["task_id"] == second["task_id"] == task_id

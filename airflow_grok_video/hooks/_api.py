@@ -19,17 +19,6 @@ SUCCESS_CODE = "20000"
 #: The XCom key under which the sensor and the waiting create operator push the video URL.
 VIDEO_URL_XCOM_KEY = "video_url"
 
-#: The connection form: only the base URL, the API key and the HTTP extras are used.
-UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden_fields": ["schema", "login", "port"],
-    "relabeling": {"host": "Base URL", "password": "API Key"},
-    "placeholders": {
-        "host": DEFAULT_BASE_URL,
-        "password": "sk_...",
-        "extra": '{"proxies": {"https": "http://proxy:3128"}}',
-    },
-}
-
 WAITING_STATUSES = frozenset({"queued", "pending", "submitted", "processing"})
 SUCCESS_STATUSES = frozenset({"completed", "success"})
 FAILED_STATUS = "failed"

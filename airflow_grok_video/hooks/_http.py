@@ -7,6 +7,8 @@ which DAG files that merely use the operators should not pay for at parse time.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import requests
@@ -52,6 +54,57 @@ class AsyncHttp(_BoundConnection, HttpAsyncHook):
     def __init__(self, connection: Connection) -> None:
         super().__init__(method="GET", http_conn_id=connection.conn_id, retry_limit=1)
         self._bound = connection
+
+
+# requests-only extras the HTTP provider passes on, which aiohttp's request methods refuse.
+_NOT_FOR_AIOHTTP = frozenset({"stream", "cert", "trust_env", "check_response"})
+
+
+@dataclass(frozen=True)
+class AsyncClient:
+    """
+    Everything a query needs, resolved once: the session, the base URL, the headers, the options.
+
+    :param session: the ``aiohttp`` session that serves every call.
+    :param base_url: the API's base URL.
+    :param options: keyword arguments of each ``session.get`` (headers with the key, timeout, extras).
+    """
+
+    session: aiohttp.ClientSession
+    base_url: str
+    options: dict[str, Any]
+
+    def __repr__(self) -> str:
+        return f"AsyncClient(base_url={self.base_url!r})"
+
+    @classmethod
+    async def open(
+        cls,
+        conn: Connection,
+        base_url: str,
+        auth: dict[str, str],
+        connect_timeout: float,
+        read_timeout: float,
+    ) -> AsyncClient:
+        """
+        Resolve the connection's HTTP settings through ``HttpAsyncHook`` and open a session.
+
+        :param conn: the Grok video connection.
+        :param base_url: its base URL.
+        :param auth: the ``Authorization`` header.
+        :param connect_timeout: seconds to wait for a connection.
+        :param read_timeout: seconds to wait for the answer once connected.
+        """
+        config = await AsyncHttp(http_connection(conn, base_url)).config()
+        extras = {k: v for k, v in (config.extra_options or {}).items() if k not in _NOT_FOR_AIOHTTP}
+        options = {
+            **extras,
+            "headers": {**(config.headers or {}), **auth},
+            "timeout": aiohttp.ClientTimeout(
+                total=connect_timeout + read_timeout, sock_connect=connect_timeout
+            ),
+        }
+        return cls(aiohttp.ClientSession(), config.base_url.rstrip("/"), options)
 
 
 def http_connection(conn: Connection, base_url: str) -> Connection:

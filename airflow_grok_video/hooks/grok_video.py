@@ -10,11 +10,11 @@ from urllib.parse import quote, urlparse
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoAuthError
+from airflow_grok_video.get_provider_info import UI_FIELD_BEHAVIOUR
 from airflow_grok_video.hooks._api import (
     CREATE_PATH,
     DEFAULT_BASE_URL,
     QUERY_PATH,
-    UI_FIELD_BEHAVIOUR,
     VideoTask,
     require,
     unwrap,
@@ -23,11 +23,10 @@ from airflow_grok_video.hooks._params import MODEL, build_create_body
 from airflow_grok_video.hooks._retry import RetryPolicy, parse_retry_after
 
 if TYPE_CHECKING:
-    import aiohttp
     import requests
     from airflow.sdk import Connection
 
-    from airflow_grok_video.hooks._http import AsyncHttp, SyncHttp
+    from airflow_grok_video.hooks._http import AsyncClient, SyncHttp
 
 __all__ = ["DEFAULT_BASE_URL", "GrokVideoHook", "RetryPolicy", "VideoTask"]
 
@@ -66,7 +65,7 @@ class GrokVideoHook(BaseHook):
         self.read_timeout = read_timeout
         self.retry_policy = retry_policy or RetryPolicy()
         self._sync: tuple[SyncHttp, requests.Session] | None = None
-        self._async: tuple[AsyncHttp, aiohttp.ClientSession, dict[str, str]] | None = None
+        self._async: AsyncClient | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(grok_conn_id={self.grok_conn_id!r})"
@@ -138,7 +137,8 @@ class GrokVideoHook(BaseHook):
         """
         Query a video task without blocking the event loop; the async twin of :meth:`get_video_task`.
 
-        The connection is resolved once per hook and one HTTP session serves every call; close it
+        The connection is resolved once per hook (through the HTTP provider's ``HttpAsyncHook``, so
+        its extras such as proxies apply) and one ``aiohttp`` session serves every call; close it
         with :meth:`aclose`.
 
         :param video_task_id: the API's task id.
@@ -162,7 +162,7 @@ class GrokVideoHook(BaseHook):
     async def aclose(self) -> None:
         """Close the HTTP session the async calls opened, if any."""
         if self._async is not None:
-            session = self._async[1]
+            session = self._async.session
             self._async = None
             await session.close()
 
@@ -240,16 +240,9 @@ class GrokVideoHook(BaseHook):
 
         from airflow_grok_video.hooks._http import aiohttp_error
 
-        http, session, auth = await self._async_client()
-        options = {
-            "check_response": False,
-            "timeout": aiohttp.ClientTimeout(
-                total=self.connect_timeout + self.read_timeout, sock_connect=self.connect_timeout
-            ),
-        }
+        client = await self._async_client()
         try:
-            response = await http.run(session=session, endpoint=path, headers=auth, extra_options=options)
-            async with response:
+            async with client.session.get(client.base_url + path, **client.options) as response:
                 content = await response.read()
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise aiohttp_error(exc, what) from exc
@@ -266,16 +259,16 @@ class GrokVideoHook(BaseHook):
             self._sync = http, http.get_conn(headers=_auth_header(conn))
         return self._sync
 
-    async def _async_client(self) -> tuple[AsyncHttp, aiohttp.ClientSession, dict[str, str]]:
+    async def _async_client(self) -> AsyncClient:
         if self._async is None:
-            import aiohttp
             from airflow.providers.common.compat.connection import get_async_connection
 
-            from airflow_grok_video.hooks._http import AsyncHttp, http_connection
+            from airflow_grok_video.hooks._http import AsyncClient
 
             conn = await get_async_connection(self.grok_conn_id, hook=self)
-            http = AsyncHttp(http_connection(conn, base_url_of(conn)))
-            self._async = http, aiohttp.ClientSession(), _auth_header(conn)
+            self._async = await AsyncClient.open(
+                conn, base_url_of(conn), _auth_header(conn), self.connect_timeout, self.read_timeout
+            )
         return self._async
 
 
