@@ -35,6 +35,8 @@ demo: install
 
 # Benchmarks; each prints its figures beside its anchor, with the ratio.
 bench: install
+	$(BIN)/python benchmarks/import_cost.py --runs 7
+	$(BIN)/python benchmarks/triggers.py --sizes 100,1000,5000
 	$(BIN)/python benchmarks/download.py --mb 200 --runs 3
 
 lint: install
