@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -9,17 +10,22 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import tracemalloc
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 
 from airflow_grok_video.emulator import Fault, GrokVideoEmulator, Rule
 
 CREATE = "/api/open-api/v1/grok/videos"
 QUERY = "/api/open-api/v1/videos/"
+VIDEOS = "/videos/"
 KEY = "sk_emulator_test"
 BODY: dict[str, Any] = {
     "model": "grok-1.5",
@@ -27,12 +33,18 @@ BODY: dict[str, Any] = {
     "image_urls": ["https://example.com/fox.png"],
     "duration": 10,
 }
+CONNECTION_ERRORS = (ConnectionError, urllib.error.URLError, OSError, http.client.HTTPException)
 
 
 def call(
-    emu: GrokVideoEmulator, method: str, path: str, body: Any = None, key: str | None = KEY
+    emu: GrokVideoEmulator,
+    method: str,
+    path: str,
+    body: Any = None,
+    key: str | None = KEY,
+    raw_body: bytes | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    data = None if body is None else json.dumps(body).encode()
+    data = raw_body if body is None else json.dumps(body).encode()
     request = urllib.request.Request(emu.base_url + path, data=data, method=method)
     if key is not None:
         request.add_header("Authorization", f"Bearer {key}")
@@ -52,180 +64,566 @@ def envelope(
     return status, json.loads(raw)
 
 
+def create(emu: GrokVideoEmulator, **change: Any) -> str:
+    status, answer = envelope(emu, "POST", CREATE, {**BODY, **change})
+    assert (status, answer["code"]) == (200, "20000"), answer
+    return str(answer["data"]["task_id"])
+
+
+def query(emu: GrokVideoEmulator, task_id: str) -> dict[str, Any]:
+    status, answer = envelope(emu, "GET", QUERY + task_id)
+    assert (status, answer["code"]) == (200, "20000"), answer
+    data: dict[str, Any] = answer["data"]
+    return data
+
+
+def control(emu: GrokVideoEmulator, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    status, _, raw = call(emu, method, "/_emulator/" + path, body, key=None)
+    return status, json.loads(raw)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture
-def emu() -> Any:
+def emu() -> Iterator[GrokVideoEmulator]:
     with GrokVideoEmulator(
         queue_seconds=0.2, generation_seconds=0.6, api_keys=[KEY], video_bytes=300_000
     ) as e:
         yield e
 
 
-def test_auth(emu: GrokVideoEmulator) -> None:
-    assert envelope(emu, "POST", CREATE, BODY, key=None) == (
-        401,
-        {"code": "40100", "msg": "invalid or missing API key", "data": None},
-    )
-    assert envelope(emu, "POST", CREATE, BODY, key="sk_other")[0] == 401
+@pytest.fixture
+def instant() -> Iterator[GrokVideoEmulator]:
+    """Tasks are done as soon as created; any ``sk_`` key is accepted."""
+    with GrokVideoEmulator(queue_seconds=0, generation_seconds=0) as e:
+        yield e
+
+
+# -- auth ------------------------------------------------------------------------------------------
+
+
+def test_auth_missing_wrong_and_accepted(emu: GrokVideoEmulator) -> None:
+    unauthorized = {"code": "40100", "msg": "invalid or missing API key", "data": None}
+    assert envelope(emu, "POST", CREATE, BODY, key=None) == (401, unauthorized)
+    assert envelope(emu, "POST", CREATE, BODY, key="sk_other") == (401, unauthorized)
+    assert envelope(emu, "GET", QUERY + "x", key="sk_other") == (401, unauthorized)
     assert envelope(emu, "POST", CREATE, BODY)[0] == 200
-    assert [r.auth_ok for r in emu.requests] == [False, False, True]
-    with GrokVideoEmulator() as any_sk:
-        assert envelope(any_sk, "GET", QUERY + "x", key="sk_anything")[0] == 404
-        assert envelope(any_sk, "GET", QUERY + "x", key="pk_anything")[0] == 401
+    assert [r.auth_ok for r in emu.requests] == [False, False, False, True]
+    assert emu.accepted_creates == 1
+
+
+def test_auth_without_key_list_accepts_any_sk_key(instant: GrokVideoEmulator) -> None:
+    assert envelope(instant, "GET", QUERY + "x", key="sk_anything")[0] == 404
+    assert envelope(instant, "GET", QUERY + "x", key="pk_anything")[0] == 401
+    assert envelope(instant, "GET", QUERY + "x", key="")[0] == 401
+
+
+def test_the_key_is_never_recorded(emu: GrokVideoEmulator) -> None:
+    create(emu)
+    envelope(emu, "POST", CREATE, BODY, key="sk_wrong_SECRET")
+    _, recorded = control(emu, "GET", "requests")
+    assert KEY not in json.dumps(recorded) and "SECRET" not in json.dumps(recorded)
+
+
+# -- create validation -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("change", "field"),
     [
         ({"model": "grok-2"}, "model"),
+        ({"model": None}, "model"),
         ({"prompt": " "}, "prompt"),
+        ({"prompt": None}, "prompt"),
+        ({"prompt": 5}, "prompt"),
         ({"image_urls": []}, "image_urls"),
+        ({"image_urls": None}, "image_urls"),
         ({"image_urls": ["a", "b"]}, "image_urls"),
+        ({"image_urls": [5]}, "image_urls"),
+        ({"image_urls": "https://x/y.png"}, "image_urls"),
+        ({"image_urls": [], "images": ["a", "b"]}, "images"),
         ({"duration": 12}, "duration"),
         ({"duration": True}, "duration"),
+        ({"duration": 10.0}, "duration"),
+        ({"duration": "10"}, "duration"),
         ({"ratio": "4:3"}, "ratio"),
+        ({"ratio": 169}, "ratio"),
         ({"orientation": "square"}, "orientation"),
+        ({"ratio": "", "orientation": "square"}, "orientation"),
     ],
 )
 def test_validation(emu: GrokVideoEmulator, change: dict[str, Any], field: str) -> None:
     status, answer = envelope(emu, "POST", CREATE, {**BODY, **change})
-    assert status == 400 and answer["code"] == "40000" and answer["msg"].startswith(field)
-    assert emu.accepted_creates == 0
+    assert status == 400 and answer["code"] == "40000" and answer["data"] is None
+    assert answer["msg"].startswith(f"{field}: ")
+    assert emu.accepted_creates == 0 and emu.creates == 1
 
 
-def test_images_compat_field_and_alias(emu: GrokVideoEmulator) -> None:
-    status, answer = envelope(emu, "POST", CREATE, {**BODY, "image_urls": [], "images": ["https://x/y.png"]})
-    assert status == 200 and answer["data"]["model"] == "grok-imagine-video-1.5"
-    assert answer["data"]["status"] == "queued"
+@pytest.mark.parametrize("raw", [b"[1, 2]", b"not json", b"", b'"text"'])
+def test_body_must_be_a_json_object(emu: GrokVideoEmulator, raw: bytes) -> None:
+    status, _, answer = call(emu, "POST", CREATE, raw_body=raw)
+    assert status == 400 and json.loads(answer)["code"] == "40000"
+    assert json.loads(answer)["msg"].startswith("body: ")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({}, {}),
+        ({"model": "grok_1_5", "duration": 15}, {"duration": 15}),
+        ({"model": "grok-imagine-video-1.5", "duration": None}, {}),
+        ({"orientation": "portrait"}, {"ratio": "9:16"}),
+        ({"ratio": "", "orientation": "landscape"}, {}),
+        ({"ratio": "1:1", "orientation": "portrait"}, {"ratio": "1:1"}),
+        ({"ratio": "2:3", "orientation": "square"}, {"ratio": "2:3"}),  # orientation ignored
+        ({"image_urls": None, "images": ["https://x/y.png"]}, {"image_url": "https://x/y.png"}),
+    ],
+)
+def test_accepted_creates_are_normalized(
+    instant: GrokVideoEmulator, change: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    status, answer = envelope(instant, "POST", CREATE, {**BODY, **change}, key="sk_any")
+    assert status == 200 and answer["code"] == "20000" and answer["msg"] == "ok"
+    data = answer["data"]
+    assert set(data) == {"task_id", "status", "model", "created_at"}
+    assert data["task_id"].startswith("video_") and len(data["task_id"]) == len("video_") + 32
+    assert (data["status"], data["model"]) == ("queued", "grok-imagine-video-1.5")
+    assert abs(data["created_at"] - time.time()) < 5
+    task = instant.tasks[data["task_id"]]
+    stored = {
+        "model": task.model,
+        "duration": task.duration,
+        "ratio": task.ratio,
+        "image_url": task.image_url,
+    }
+    defaults = {
+        "model": "grok-imagine-video-1.5",
+        "duration": 10,
+        "ratio": "16:9",
+        "image_url": BODY["image_urls"][0],
+    }
+    assert stored == {**defaults, **expected}
+
+
+def test_images_used_only_when_image_urls_is_empty(instant: GrokVideoEmulator) -> None:
+    task_id = create(instant, image_urls=[], images=["https://x/compat.png"])
+    assert instant.tasks[task_id].image_url == "https://x/compat.png"
+    task_id = create(instant, images=["https://x/ignored.png"])
+    assert instant.tasks[task_id].image_url == "https://example.com/fox.png"
+
+
+# -- the status machine ----------------------------------------------------------------------------
 
 
 def test_status_machine_progress_and_video(emu: GrokVideoEmulator) -> None:
-    task_id = envelope(emu, "POST", CREATE, BODY)[1]["data"]["task_id"]
-    seen: list[tuple[str, int]] = []
-    while True:
-        data = envelope(emu, "GET", QUERY + task_id)[1]["data"]
-        seen.append((data["status"], data["progress"]))
-        if data["status"] == "completed":
-            break
-        time.sleep(0.05)
-    assert seen[0] == ("queued", 0)
-    processing = [p for s, p in seen if s == "processing"]
-    assert processing == sorted(processing) and all(1 <= p <= 99 for p in processing)
-    assert data["progress"] == 100 and data["completed_at"] >= data["created_at"]
-    assert data["result"]["video_url"] == f"{emu.base_url}/videos/{task_id}.mp4"
-    status, headers, raw = call(emu, "GET", f"/videos/{task_id}.mp4", key=None)
-    assert status == 200 and headers["Content-Type"] == "video/mp4"
-    assert int(headers["Content-Length"]) == len(raw) == 300_000
-    assert raw[4:8] == b"ftyp"
+    task_id = create(emu)
+    seen: list[dict[str, Any]] = []
+    while not seen or seen[-1]["status"] != "completed":
+        seen.append(query(emu, task_id))
+        time.sleep(0.03)
+    queued = [d for d in seen if d["status"] == "queued"]
+    processing = [d["progress"] for d in seen if d["status"] == "processing"]
+    assert queued and all(d["progress"] == 0 and d["completed_at"] is None for d in queued)
+    assert len(processing) >= 5 and processing == sorted(processing) and processing[-1] > processing[0]
+    assert all(1 <= p <= 99 for p in processing)
+    assert [d["status"] for d in seen] == sorted(
+        (d["status"] for d in seen), key=["queued", "processing", "completed"].index
+    )
+    for data in seen:
+        assert set(data) == {
+            "task_id",
+            "status",
+            "progress",
+            "model",
+            "created_at",
+            "completed_at",
+            "result",
+            "error_message",
+        }
+        if data["status"] != "completed":
+            assert (data["result"], data["error_message"], data["completed_at"]) == (None, None, None)
+    done = seen[-1]
+    assert (done["progress"], done["model"], done["error_message"]) == (100, "grok-imagine-video-1.5", None)
+    assert 0 <= done["completed_at"] - done["created_at"] <= 2
+    assert done["result"] == {
+        "video_url": f"{emu.base_url}/videos/{task_id}.mp4",
+        "image_url": "https://example.com/fox.png",
+    }
+
+
+def test_unknown_task_is_404(emu: GrokVideoEmulator) -> None:
+    assert envelope(emu, "GET", QUERY + "video_nope") == (
+        404,
+        {"code": "40400", "msg": "task not found", "data": None},
+    )
+
+
+# -- rules ------------------------------------------------------------------------------------------
 
 
 def test_rules_failed_and_success_spelling(emu: GrokVideoEmulator) -> None:
     emu.add_rule(Rule(prompt_contains="doomed", outcome="failed", error_message="content policy"))
     emu.add_rule(Rule(prompt_contains="faq", status_spelling="success", generation_seconds=0))
-    doomed = envelope(emu, "POST", CREATE, {**BODY, "prompt": "doomed"})[1]["data"]["task_id"]
-    faq = envelope(emu, "POST", CREATE, {**BODY, "prompt": "faq"})[1]["data"]["task_id"]
+    doomed = create(emu, prompt="a doomed fox")
+    faq = create(emu, prompt="faq fox")
+    assert query(emu, doomed)["status"] == "queued"
     time.sleep(0.9)
-    failed = envelope(emu, "GET", QUERY + doomed)[1]["data"]
-    assert (failed["status"], failed["error_message"], failed["result"]) == ("failed", "content policy", None)
-    assert envelope(emu, "GET", QUERY + faq)[1]["data"]["status"] == "success"
+    failed = query(emu, doomed)
+    assert (failed["status"], failed["progress"], failed["error_message"], failed["result"]) == (
+        "failed",
+        0,
+        "content policy",
+        None,
+    )
+    assert failed["completed_at"] is not None
+    success = query(emu, faq)
+    assert (success["status"], success["progress"]) == ("success", 100)
     assert call(emu, "GET", f"/videos/{doomed}.mp4")[0] == 404
+    assert call(emu, "GET", f"/videos/{faq}.mp4")[0] == 200
+
+
+def test_first_matching_rule_wins_times_and_clear(instant: GrokVideoEmulator) -> None:
+    instant.add_rule(Rule(prompt_contains="fox", outcome="failed", times=1))
+    instant.add_rule(Rule(prompt_contains="fox", status_spelling="success"))
+    first, second = create(instant), create(instant)
+    assert [query(instant, t)["status"] for t in (first, second)] == ["failed", "success"]
+    instant.clear_rules()
+    assert query(instant, create(instant))["status"] == "completed"
+
+
+def test_rule_generation_time_and_processing_status(instant: GrokVideoEmulator) -> None:
+    instant.add_rule(Rule(prompt_contains="slow", generation_seconds=60, processing_status="rendering"))
+    data = query(instant, create(instant, prompt="slow fox"))
+    assert (data["status"], data["progress"]) == ("rendering", 1)
+    assert query(instant, create(instant))["status"] == "completed"
+
+
+def test_rule_and_fault_fields_are_checked() -> None:
+    with pytest.raises(ValueError, match="outcome"):
+        Rule(prompt_contains="x", outcome="done")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="kind"):
+        Fault("teapot")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="times"):
+        Fault("html", times=0)
+
+
+# -- video bytes ------------------------------------------------------------------------------------
+
+
+def test_video_download(emu: GrokVideoEmulator) -> None:
+    task_id = create(emu)
+    assert call(emu, "GET", f"/videos/{task_id}.mp4", key=None)[0] == 404  # not done yet
+    assert call(emu, "GET", "/videos/video_unknown.mp4", key=None)[0] == 404
+    time.sleep(0.85)
+    status, headers, raw = call(emu, "GET", f"/videos/{task_id}.mp4", key=None)
+    assert status == 200 and headers["Content-Type"] == "video/mp4"
+    assert int(headers["Content-Length"]) == len(raw) == 300_000
+    assert raw[4:8] == b"ftyp" and int.from_bytes(raw[:4], "big") == 24
+    assert call(emu, "GET", f"/videos/{task_id}.mp4", key=None)[2] == raw  # deterministic
+    assert [(r.path, r.status) for r in emu.requests if r.path.startswith(VIDEOS)] == [
+        (f"/videos/{task_id}.mp4", 404),
+        ("/videos/video_unknown.mp4", 404),
+        (f"/videos/{task_id}.mp4", 200),
+        (f"/videos/{task_id}.mp4", 200),
+    ]
+
+
+def test_large_video_is_streamed() -> None:
+    size = 60 * 1024 * 1024 + 3
+    with GrokVideoEmulator(queue_seconds=0, generation_seconds=0, video_bytes=size) as emu:
+        task_id = create(emu)
+        connection = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=10)
+        tracemalloc.start()
+        try:
+            connection.request("GET", f"/videos/{task_id}.mp4")
+            response = connection.getresponse()
+            received = 0
+            while chunk := response.read(1 << 20):
+                received += len(chunk)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            connection.close()
+    assert received == size == int(response.headers["Content-Length"])
+    assert peak < 16 * 1024 * 1024, f"peak allocations {peak / 1e6:.1f} MB"
+
+
+# -- balance ----------------------------------------------------------------------------------------
 
 
 def test_balance(emu: GrokVideoEmulator) -> None:
     emu.balance = 1
-    assert envelope(emu, "POST", CREATE, BODY)[1]["code"] == "20000"
+    create(emu)
+    assert emu.balance == 0
+    emu.add_rule(Rule(prompt_contains="fox", status_spelling="success", times=1))
     assert envelope(emu, "POST", CREATE, BODY) == (
         200,
         {"code": "40200", "msg": "insufficient balance", "data": None},
     )
     assert emu.accepted_creates == 1 and emu.creates == 2
+    emu.balance = None
+    task_id = create(emu)
+    assert emu.tasks[task_id].rule is not None  # the refused create did not use the rule up
 
 
-def test_faults_in_fifo_order_and_counted(emu: GrokVideoEmulator) -> None:
+# -- faults -----------------------------------------------------------------------------------------
+
+
+def test_status_fault_with_and_without_retry_after(emu: GrokVideoEmulator) -> None:
     emu.inject(Fault("status", status=429, retry_after=3, method="GET"))
-    emu.inject(Fault("html", method="GET", times=2))
-    emu.inject(Fault("envelope", code="50001", msg="busy", path_prefix=QUERY))
-    status, headers, _ = call(emu, "GET", QUERY + "x")
+    emu.inject(Fault("status", status=503, method="GET"))
+    status, headers, raw = call(emu, "GET", QUERY + "x")
     assert (status, headers["Retry-After"]) == (429, "3")
-    for _ in range(2):
-        status, headers, _ = call(emu, "GET", QUERY + "x")
-        assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert json.loads(raw) == {"code": "42900", "msg": "Too Many Requests", "data": None}
+    status, headers, raw = call(emu, "GET", QUERY + "x")
+    assert status == 503 and "Retry-After" not in headers and json.loads(raw)["code"] == "50300"
+
+
+def test_html_and_envelope_faults(emu: GrokVideoEmulator) -> None:
+    emu.inject(Fault("html", method="GET"))
+    emu.inject(Fault("envelope", code="50001", msg="busy", path_prefix=QUERY))
+    status, headers, raw = call(emu, "GET", QUERY + "x")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    with pytest.raises(ValueError):
+        json.loads(raw)
     assert envelope(emu, "GET", QUERY + "x") == (200, {"code": "50001", "msg": "busy", "data": None})
-    assert envelope(emu, "GET", QUERY + "x")[0] == 404
-    assert [r.status for r in emu.requests] == [429, 200, 200, 200, 404]
 
 
-def test_reset_and_slow_faults(emu: GrokVideoEmulator) -> None:
+def test_faults_apply_in_fifo_order_and_are_used_up(emu: GrokVideoEmulator) -> None:
+    html_twice = Fault("html", method="GET", times=2)
+    emu.inject(Fault("status", status=429, retry_after=3, method="GET"))
+    emu.inject(html_twice)
+    emu.inject(Fault("status", status=500, method="POST"))  # not matched by the GETs
+    emu.inject(Fault("envelope", code="50001", msg="busy", path_prefix=QUERY))
+    statuses = [call(emu, "GET", QUERY + "x")[0] for _ in range(5)]
+    assert statuses == [429, 200, 200, 200, 404]
+    assert html_twice.times == 2  # the caller's fault is left alone
+    assert envelope(emu, "POST", CREATE, BODY)[0] == 500
+    assert envelope(emu, "POST", CREATE, BODY)[0] == 200
+    assert [r.status for r in emu.requests] == [429, 200, 200, 200, 404, 500, 200]
+
+
+def test_reset_fault_is_a_connection_error(emu: GrokVideoEmulator) -> None:
     emu.inject(Fault("reset", method="GET"))
-    with pytest.raises((ConnectionError, urllib.error.URLError, OSError, http.client.HTTPException)):
+    with pytest.raises(CONNECTION_ERRORS):
         call(emu, "GET", QUERY + "x")
+    assert envelope(emu, "GET", QUERY + "x")[0] == 404  # the next connection works
+    assert [r.status for r in emu.requests] == [0, 404]
+
+
+def test_reset_fault_mid_download(instant: GrokVideoEmulator) -> None:
+    task_id = create(instant)
+    instant.inject(Fault("reset", path_prefix=VIDEOS))
+    with pytest.raises(CONNECTION_ERRORS):
+        call(instant, "GET", f"/videos/{task_id}.mp4")
+    assert call(instant, "GET", f"/videos/{task_id}.mp4")[0] == 200
+
+
+def test_slow_fault(emu: GrokVideoEmulator) -> None:
     emu.inject(Fault("slow", delay=0.5, method="GET"))
     started = time.monotonic()
     assert call(emu, "GET", QUERY + "x")[0] == 404
     assert time.monotonic() - started >= 0.5
-    assert [r.status for r in emu.requests] == [0, 404]
+    started = time.monotonic()
+    assert call(emu, "GET", QUERY + "x")[0] == 404
+    assert time.monotonic() - started < 0.4
 
 
-def test_create_fault_after_accept_bills_but_hides_the_id(emu: GrokVideoEmulator) -> None:
-    emu.inject(Fault("status", status=502, method="POST", after_accept=True))
-    assert envelope(emu, "POST", CREATE, BODY)[0] == 502
-    assert emu.accepted_creates == 1
+def test_slow_create_accepts_before_answering(emu: GrokVideoEmulator) -> None:
+    emu.inject(Fault("slow", delay=0.6, method="POST"))
+    answer: list[str] = []
+    thread = threading.Thread(target=lambda: answer.append(create(emu)))
+    thread.start()
+    time.sleep(0.3)
+    assert emu.accepted_creates == 1 and not answer  # accepted and billed, the answer still pending
+    thread.join(5)
+    assert answer == list(emu.tasks)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault("status", status=502, method="POST", after_accept=True),
+        Fault("html", method="POST", after_accept=True),
+        Fault("envelope", code="50001", msg="busy", method="POST", after_accept=True),
+        Fault("reset", method="POST", after_accept=True),
+    ],
+)
+def test_create_fault_after_accept_bills_but_hides_the_id(emu: GrokVideoEmulator, fault: Fault) -> None:
+    emu.balance = 5
+    emu.inject(fault)
+    try:
+        status, _, raw = call(emu, "POST", CREATE, BODY)
+    except CONNECTION_ERRORS:
+        status, raw = 0, b""
+    assert b"video_" not in raw
+    assert {"status": 502, "html": 200, "envelope": 200, "reset": 0}[fault.kind] == status
+    assert emu.accepted_creates == 1 and emu.balance == 4
+    assert [r.status for r in emu.requests] == [status]
+
+
+def test_create_fault_before_accept_bills_nothing(emu: GrokVideoEmulator) -> None:
     emu.inject(Fault("status", status=503, method="POST"))
+    emu.inject(Fault("reset", method="POST"))
     assert envelope(emu, "POST", CREATE, BODY)[0] == 503
-    assert emu.accepted_creates == 1 and emu.creates == 2
+    with pytest.raises(CONNECTION_ERRORS):
+        call(emu, "POST", CREATE, BODY)
+    assert emu.accepted_creates == 0 and emu.creates == 2
+
+
+# -- the record and the control endpoints ----------------------------------------------------------
+
+
+def test_record_and_count(emu: GrokVideoEmulator) -> None:
+    before = time.time()
+    task_id = create(emu)
+    query(emu, task_id)
+    call(emu, "GET", "/nowhere")
+    control(emu, "GET", "stats")
+    first = emu.requests[0]
+    assert (first.method, first.path, first.json, first.status, first.auth_ok) == (
+        "POST",
+        CREATE,
+        BODY,
+        200,
+        True,
+    )
+    assert before <= first.time <= time.time() and first.user_agent.startswith("Python-urllib")
+    assert [(r.method, r.path, r.json, r.status) for r in emu.requests[1:]] == [
+        ("GET", QUERY + task_id, None, 200),
+        ("GET", "/nowhere", None, 404),
+    ]
+    assert (emu.count(), emu.count("get"), emu.count("GET", QUERY), emu.count(path_prefix=CREATE)) == (
+        3,
+        2,
+        1,
+        1,
+    )
+    assert (emu.creates, emu.accepted_creates) == (1, 1)
+    emu.reset()
+    assert (emu.requests, emu.tasks, emu.creates) == ([], {}, 0)
 
 
 def test_control_endpoints(emu: GrokVideoEmulator) -> None:
-    def control(method: str, path: str, body: Any = None) -> Any:
-        return json.loads(call(emu, method, path, body, key=None)[2])
-
-    control("POST", "/_emulator/config", {"generation_seconds": 0, "queue_seconds": 0})
-    control("POST", "/_emulator/rules", {"prompt_contains": "doomed", "outcome": "failed"})
-    control("POST", "/_emulator/faults", {"kind": "status", "status": 500, "method": "GET"})
-    task_id = envelope(emu, "POST", CREATE, {**BODY, "prompt": "doomed"})[1]["data"]["task_id"]
+    assert (
+        control(emu, "POST", "config", {"generation_seconds": 0, "queue_seconds": 0, "balance": 2})[0] == 200
+    )
+    assert control(emu, "POST", "rules", {"prompt_contains": "doomed", "outcome": "failed"})[0] == 200
+    assert control(emu, "POST", "faults", {"kind": "status", "status": 500, "method": "GET"})[0] == 200
+    task_id = create(emu, prompt="doomed")
     assert envelope(emu, "GET", QUERY + task_id)[0] == 500
-    assert envelope(emu, "GET", QUERY + task_id)[1]["data"]["status"] == "failed"
-    assert control("GET", "/_emulator/stats") == {
-        "creates": 1,
-        "accepted_creates": 1,
-        "queries": 2,
-        "tasks": {task_id: "failed"},
-    }
-    assert [r["status"] for r in control("GET", "/_emulator/requests")] == [200, 500, 200]
-    control("POST", "/_emulator/reset")
-    assert emu.requests == [] and emu.tasks == {}
+    assert query(emu, task_id)["status"] == "failed"
+    assert control(emu, "GET", "stats") == (
+        200,
+        {"creates": 1, "accepted_creates": 1, "queries": 2, "tasks": {task_id: "failed"}},
+    )
+    _, recorded = control(emu, "GET", "requests")
+    assert [(r["method"], r["status"], r["auth_ok"]) for r in recorded] == [
+        ("POST", 200, True),
+        ("GET", 500, True),
+        ("GET", 200, True),
+    ]
+    assert recorded[0]["json"] == {**BODY, "prompt": "doomed"}
+    assert emu.balance == 1
+    assert control(emu, "POST", "reset") == (200, {"ok": True})
+    assert emu.requests == [] and emu.tasks == {} and control(emu, "GET", "stats")[1]["creates"] == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("config", {"speed": 1}),
+        ("config", {"balance": "lots"}),
+        ("rules", {"outcome": "failed"}),
+        ("faults", {"kind": "teapot"}),
+        ("faults", [1]),
+    ],
+)
+def test_control_rejects_bad_input(emu: GrokVideoEmulator, path: str, body: Any) -> None:
+    status, answer = control(emu, "POST", path, body)
+    assert status == 400 and answer["error"]
+
+
+def test_stop_is_quick_with_a_request_in_flight() -> None:
+    emu = GrokVideoEmulator()
+    emu.start()
+    emu.inject(Fault("slow", delay=30))
+    outcome: list[object] = []
+
+    def slow_call() -> None:
+        try:
+            outcome.append(call(emu, "GET", QUERY + "x")[0])
+        except CONNECTION_ERRORS as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=slow_call)
+    thread.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    emu.stop()
+    assert time.monotonic() - started < 3
+    thread.join(5)
+    assert len(outcome) == 1 and isinstance(outcome[0], CONNECTION_ERRORS)
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", emu.port)) != 0  # nothing listens any more
+
+
+async def test_many_concurrent_keep_alive_clients(instant: GrokVideoEmulator) -> None:
+    task_id = create(instant)
+    url = instant.base_url + QUERY + task_id
+    headers = {"Authorization": "Bearer sk_x"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def poll() -> list[int]:
+            statuses = []
+            for _ in range(3):
+                async with session.get(url, headers=headers) as response:
+                    await response.read()
+                    statuses.append(response.status)
+            return statuses
+
+        results = await asyncio.wait_for(asyncio.gather(*(poll() for _ in range(500))), timeout=15)
+    assert all(statuses == [200, 200, 200] for statuses in results)
+    assert instant.stats()["queries"] == 1500
+
+
+# -- the command line --------------------------------------------------------------------------------
 
 
 def test_cli_serves_until_sigterm() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "airflow_grok_video.emulator",
-            "--port",
-            str(port),
-            "--generation-seconds",
-            "1",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=os.environ.copy(),
-    )
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "airflow_grok_video.emulator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    command += ["--generation-seconds", "0", "--queue-seconds", "0", "--api-key", "sk_cli", "--balance", "1"]
+    command += ["--video-bytes", "1000"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
         assert process.stdout is not None
-        assert (
-            process.stdout.readline().strip() == f"Grok video emulator listening on http://127.0.0.1:{port}"
-        )
+        line = process.stdout.readline().strip()
+        assert line == f"Grok video emulator listening on http://127.0.0.1:{port}"
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}{CREATE}",
             data=json.dumps(BODY).encode(),
-            headers={"Authorization": "Bearer sk_x"},
+            headers={"Authorization": "Bearer sk_cli"},
             method="POST",
         )
         with urllib.request.urlopen(request, timeout=5) as response:
-            assert json.loads(response.read())["code"] == "20000"
+            task_id = json.loads(response.read())["data"]["task_id"]
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert json.loads(response.read())["code"] == "40200"  # the balance of 1 is spent
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/videos/{task_id}.mp4", timeout=5) as response:
+            assert len(response.read()) == 1000
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0

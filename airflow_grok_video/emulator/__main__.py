@@ -1,32 +1,26 @@
-"""Command line: ``python -m airflow_grok_video.emulator --port 8089``."""
+"""Command line: ``python -m airflow_grok_video.emulator --host 127.0.0.1 --port 8089``.
+
+Serves the emulator until SIGINT or SIGTERM, then exits 0. Control it from other processes through
+its ``/_emulator/...`` endpoints.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 
-from airflow_grok_video.emulator.server import GrokVideoEmulator
+from airflow_grok_video.emulator.server import DEFAULT_VIDEO_BYTES, GrokVideoEmulator
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve the emulator until SIGINT or SIGTERM.
+    """
+    Serve the emulator until SIGINT or SIGTERM.
 
     :param argv: the arguments (``sys.argv[1:]`` when ``None``).
     """
-    parser = argparse.ArgumentParser(prog="python -m airflow_grok_video.emulator", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8089)
-    parser.add_argument("--queue-seconds", type=float, default=1.0)
-    parser.add_argument("--generation-seconds", type=float, default=5.0)
-    parser.add_argument(
-        "--api-key", action="append", dest="api_keys", help="accept only this key (repeatable)"
-    )
-    parser.add_argument(
-        "--balance", type=int, default=None, help="videos that can be bought (default: unlimited)"
-    )
-    parser.add_argument("--video-bytes", type=int, default=64 * 1024)
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     emulator = GrokVideoEmulator(
         args.host,
         args.port,
@@ -36,8 +30,42 @@ def main(argv: list[str] | None = None) -> int:
         balance=args.balance,
         video_bytes=args.video_bytes,
     )
+    _raise_open_file_limit()
     asyncio.run(_serve(emulator))
     return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m airflow_grok_video.emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8089, help="port to bind; 0 picks one (default: 8089)")
+    parser.add_argument("--queue-seconds", type=float, default=1.0, help="time a task stays queued")
+    parser.add_argument("--generation-seconds", type=float, default=5.0, help="time a task stays processing")
+    parser.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        help="accept only this key (repeatable; default: any sk_...)",
+    )
+    parser.add_argument(
+        "--balance", type=int, default=None, help="videos that can be bought (default: unlimited)"
+    )
+    parser.add_argument(
+        "--video-bytes", type=int, default=DEFAULT_VIDEO_BYTES, help="size of each video served"
+    )
+    return parser
+
+
+def _raise_open_file_limit() -> None:
+    """Let thousands of keep-alive clients connect: lift the soft open-file limit to the hard one."""
+    try:
+        import resource
+    except ImportError:  # not on Unix
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and hard != resource.RLIM_INFINITY:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 async def _serve(emulator: GrokVideoEmulator) -> None:
