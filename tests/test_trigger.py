@@ -29,7 +29,9 @@ def trigger_for(task_id: str, *, timeout: float = 20.0, poll: float = 0.1) -> Gr
 
 
 def test_serializes_ids_and_times_only() -> None:
-    trigger = GrokVideoTrigger("video_1", "my_conn", poll_interval=7.5, end_time=1_800_000_000.0)
+    trigger = GrokVideoTrigger(
+        "video_1", "my_conn", poll_interval=7.5, end_time=1_800_000_000.0, max_poll_interval=90.0
+    )
     path, kwargs = trigger.serialize()
     assert path == "airflow_grok_video.triggers.grok_video.GrokVideoTrigger"
     assert kwargs == {
@@ -37,8 +39,49 @@ def test_serializes_ids_and_times_only() -> None:
         "grok_conn_id": "my_conn",
         "poll_interval": 7.5,
         "end_time": 1_800_000_000.0,
+        "max_poll_interval": 90.0,
     }
     assert GrokVideoTrigger(**kwargs).serialize() == (path, kwargs)
+
+
+def test_a_trigger_serialized_before_adaptive_polling_still_loads() -> None:
+    old_kwargs = {"video_task_id": "v", "grok_conn_id": "c", "poll_interval": 5.0, "end_time": 1.0}
+    assert GrokVideoTrigger(**old_kwargs).max_poll_interval is None  # fixed interval, as it was
+
+
+async def test_adaptive_polling_follows_progress(emulator: GrokVideoEmulator) -> None:
+    emulator.add_rule(Rule(prompt_contains="measured", generation_seconds=8))
+    created = time.time()
+    task_id = create("a measured fox")
+    trigger = GrokVideoTrigger(
+        task_id, "grok_video_default", poll_interval=0.5, end_time=time.time() + 60, max_poll_interval=20
+    )
+    [event] = await run_trigger(trigger)
+    detected = time.time()
+    assert event["status"] == "success"
+    # Every 0.5 s would have taken about 17 queries; progress lets it skip nearly all of them.
+    assert emulator.count("GET") <= 5
+    assert detected - (created + 0.2 + 8) < 2.5  # and it still noticed the end soon after
+
+
+async def test_waits_on_one_connection_share_one_http_session(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_OTHER", conn_json(emulator.base_url))
+    first, second, other = GrokVideoHook(), GrokVideoHook(), GrokVideoHook("grok_video_other")
+    task_id = create()
+    for hook in (first, second, other):
+        await hook.aget_video_task(task_id)
+    assert first._async and second._async and other._async
+    shared = first._async.session
+    assert second._async.session is shared
+    assert other._async.session is not shared
+    await first.aclose()
+    assert not shared.closed  # the second hook still uses it
+    await second.aclose()
+    assert shared.closed
+    await other.aclose()
+    assert emulator.count("GET") == 3
 
 
 async def test_success_event_carries_the_url(emulator: GrokVideoEmulator) -> None:

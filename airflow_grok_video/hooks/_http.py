@@ -7,6 +7,7 @@ which DAG files that merely use the operators should not pay for at parse time.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,16 +61,57 @@ class AsyncHttp(_BoundConnection, HttpAsyncHook):
 _NOT_FOR_AIOHTTP = frozenset({"stream", "cert", "trust_env", "check_response"})
 
 
+@dataclass
+class _SharedSession:
+    session: aiohttp.ClientSession
+    users: int = 0
+
+
+# One aiohttp session per event loop and connection id: every wait on a connection in a triggerer
+# shares its connection pool (kept-alive sockets, DNS cache). Sessions hold no credentials (the key
+# travels in each request's headers) and no cookies.
+_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _SharedSession]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _acquire_session(conn_id: str) -> aiohttp.ClientSession:
+    sessions = _SESSIONS.setdefault(asyncio.get_running_loop(), {})
+    shared = sessions.get(conn_id)
+    if shared is None or shared.session.closed:
+        shared = sessions[conn_id] = _SharedSession(
+            aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        )
+    shared.users += 1
+    return shared.session
+
+
+async def _release_session(conn_id: str, session: aiohttp.ClientSession) -> None:
+    sessions = _SESSIONS.get(asyncio.get_running_loop(), {})
+    shared = sessions.get(conn_id)
+    if shared is not None and shared.session is session:
+        shared.users -= 1
+        if shared.users > 0:
+            return
+        del sessions[conn_id]
+    await session.close()
+
+
 @dataclass(frozen=True)
 class AsyncClient:
     """
     Everything a query needs, resolved once: the session, the base URL, the headers, the options.
 
+    The session is shared by every client of the same connection in the same event loop (see
+    :meth:`open`); :meth:`close` gives it back, and the last one out closes it.
+
+    :param conn_id: the connection id the session is shared under.
     :param session: the ``aiohttp`` session that serves every call.
     :param base_url: the API's base URL.
     :param options: keyword arguments of each ``session.get`` (headers with the key, timeout, extras).
     """
 
+    conn_id: str
     session: aiohttp.ClientSession
     base_url: str
     options: dict[str, Any]
@@ -87,7 +129,7 @@ class AsyncClient:
         read_timeout: float,
     ) -> AsyncClient:
         """
-        Resolve the connection's HTTP settings through ``HttpAsyncHook`` and open a session.
+        Resolve the connection's HTTP settings through ``HttpAsyncHook``; join its shared session.
 
         :param conn: the Grok video connection.
         :param base_url: its base URL.
@@ -104,7 +146,12 @@ class AsyncClient:
                 total=connect_timeout + read_timeout, sock_connect=connect_timeout
             ),
         }
-        return cls(aiohttp.ClientSession(), config.base_url.rstrip("/"), options)
+        conn_id = str(conn.conn_id)
+        return cls(conn_id, _acquire_session(conn_id), config.base_url.rstrip("/"), options)
+
+    async def close(self) -> None:
+        """Give the shared session back; the last client of the connection closes it."""
+        await _release_session(self.conn_id, self.session)
 
 
 def http_connection(conn: Connection, base_url: str) -> Connection:

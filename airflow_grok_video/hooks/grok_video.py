@@ -138,8 +138,9 @@ class GrokVideoHook(BaseHook):
         Query a video task without blocking the event loop; the async twin of :meth:`get_video_task`.
 
         The connection is resolved once per hook (through the HTTP provider's ``HttpAsyncHook``, so
-        its extras such as proxies apply) and one ``aiohttp`` session serves every call; close it
-        with :meth:`aclose`.
+        its extras such as proxies apply). The ``aiohttp`` session is shared by every hook on the
+        same connection in the same event loop (in a triggerer: every wait on that connection);
+        give it back with :meth:`aclose`.
 
         :param video_task_id: the API's task id.
         :param deadline: Unix time after which no retry is started.
@@ -160,11 +161,10 @@ class GrokVideoHook(BaseHook):
             attempt += 1
 
     async def aclose(self) -> None:
-        """Close the HTTP session the async calls opened, if any."""
+        """Give back the HTTP session the async calls used (shared per connection and event loop)."""
         if self._async is not None:
-            session = self._async.session
-            self._async = None
-            await session.close()
+            client, self._async = self._async, None
+            await client.close()
 
     def test_connection(self) -> tuple[bool, str]:
         """

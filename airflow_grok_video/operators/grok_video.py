@@ -17,6 +17,7 @@ from airflow_grok_video.exceptions import (
 )
 from airflow_grok_video.hooks._api import VIDEO_URL_XCOM_KEY, VideoTask
 from airflow_grok_video.hooks._params import MODEL, build_create_body
+from airflow_grok_video.hooks._polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
 from airflow_grok_video.links.grok_video import GrokVideoLink
 from airflow_grok_video.operators._ledger import CreateLedger, CreateRecord
@@ -58,10 +59,13 @@ class GrokCreateVideoOperator(BaseOperator):
     :param model: ``grok-imagine-video-1.5``, or its aliases ``grok-1.5`` and ``grok_1_5`` (templated).
     :param grok_conn_id: the Airflow connection id.
     :param wait_for_completion: wait until the video has a URL before finishing.
-    :param poll_interval: seconds between two queries while waiting.
+    :param poll_interval: the shortest wait between two queries while waiting, in seconds.
     :param timeout: seconds to wait for the video, per try.
     :param deferrable: wait in the triggerer; defaults to ``[operators] default_deferrable``.
     :param durable: record creates in the task state store so that retries reattach (Airflow 3.3+).
+    :param max_poll_interval: the longest wait between two queries: in between, queries follow the
+        video's progress (see :doc:`waiting-and-retries`). ``None`` or a value not above
+        ``poll_interval`` polls every ``poll_interval`` seconds.
     :param on_uncertain_create: what a try does when an earlier try's create may have been billed
         but its id is unknown: ``"fail"`` (the default) or ``"recreate"`` (accept paying twice).
     """
@@ -96,9 +100,11 @@ class GrokCreateVideoOperator(BaseOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         durable: bool = True,
         on_uncertain_create: Literal["fail", "recreate"] = "fail",
+        max_poll_interval: float | None = DEFAULT_MAX_POLL_INTERVAL,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        PollSchedule(poll_interval, max_poll_interval)  # refuses bad intervals before the DAG runs
         if on_uncertain_create not in ("fail", "recreate"):
             raise ValueError(f"on_uncertain_create must be 'fail' or 'recreate', got {on_uncertain_create!r}")
         self.prompt = prompt
@@ -115,6 +121,7 @@ class GrokCreateVideoOperator(BaseOperator):
         self.deferrable = deferrable
         self.durable = durable
         self.on_uncertain_create = on_uncertain_create
+        self.max_poll_interval = max_poll_interval
 
     @cached_property
     def hook(self) -> GrokVideoHook:
@@ -248,10 +255,14 @@ class GrokCreateVideoOperator(BaseOperator):
                 video_task_id=video_task_id,
                 grok_conn_id=self.grok_conn_id,
                 poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval,
                 timeout=self.timeout,
             )
         deadline = time.time() + self.timeout
+        schedule = PollSchedule(self.poll_interval, self.max_poll_interval)
+        delay = schedule.first_delay()
         while True:
+            time.sleep(max(0.0, min(delay, deadline - time.time())))
             data = self.hook.get_video_task(video_task_id, deadline=deadline)
             task = VideoTask.from_data(data, video_task_id=video_task_id)
             if task.succeeded and task.video_url:
@@ -260,11 +271,12 @@ class GrokCreateVideoOperator(BaseOperator):
             if task.failed:
                 self._count("failed")
                 raise GrokVideoGenerationFailed(video_task_id, task.error_message)
-            remaining = deadline - time.time()
-            if remaining <= 0:
+            if time.time() >= deadline:
                 raise AirflowException(f"Grok video task {video_task_id} did not finish in {self.timeout:g}s")
-            self.log.info("Grok video task %s: %s", video_task_id, task.describe())
-            time.sleep(min(self.poll_interval, remaining))
+            delay = schedule.next_delay(task, time.time())
+            self.log.info(
+                "Grok video task %s: %s; next query in %.0fs", video_task_id, task.describe(), delay
+            )
 
     def _done(self, context: Context, video_task_id: str, video_url: str) -> None:
         self.log.info("Grok video task %s: completed, %s", video_task_id, video_url)

@@ -17,6 +17,7 @@ from airflow.providers.common.compat.sdk import (
 from airflow_grok_video import metrics
 from airflow_grok_video.exceptions import GrokVideoGenerationFailed
 from airflow_grok_video.hooks._api import VIDEO_URL_XCOM_KEY, VideoTask
+from airflow_grok_video.hooks._polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
 from airflow_grok_video.links.grok_video import GrokVideoLink
 
@@ -39,9 +40,12 @@ class GrokVideoSensor(BaseSensorOperator):
     :param video_task_id: the API's task id (templated), usually
         ``"{{ ti.xcom_pull(task_ids='create') }}"`` or the create operator's ``.output``.
     :param grok_conn_id: the Airflow connection id.
-    :param poke_interval: seconds between two queries.
+    :param poke_interval: seconds between two queries; deferred, the shortest wait between two queries.
     :param timeout: seconds after which the sensor gives up (fails, or skips with ``soft_fail``).
     :param deferrable: wait in the triggerer; defaults to ``[operators] default_deferrable``.
+    :param max_poll_interval: deferred, the longest wait between two queries: in between, queries
+        follow the video's progress (see :doc:`waiting-and-retries`). ``None`` or a value not
+        above ``poke_interval`` polls every ``poke_interval`` seconds.
     """
 
     template_fields: Sequence[str] = ("video_task_id",)
@@ -56,12 +60,15 @@ class GrokVideoSensor(BaseSensorOperator):
         poke_interval: float = 15.0,
         timeout: float = 60 * 60,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        max_poll_interval: float | None = DEFAULT_MAX_POLL_INTERVAL,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        PollSchedule(poke_interval, max_poll_interval)  # refuses bad intervals now, not in the triggerer
         self.video_task_id = video_task_id
         self.grok_conn_id = grok_conn_id
         self.deferrable = deferrable
+        self.max_poll_interval = max_poll_interval
         self._deadline: float | None = None
 
     @cached_property
@@ -83,6 +90,7 @@ class GrokVideoSensor(BaseSensorOperator):
             video_task_id=self.video_task_id,
             grok_conn_id=self.grok_conn_id,
             poll_interval=self.poke_interval,
+            max_poll_interval=self.max_poll_interval,
             timeout=self.timeout,
         )
 

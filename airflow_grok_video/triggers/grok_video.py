@@ -17,6 +17,7 @@ from airflow_grok_video.exceptions import (
     GrokVideoRequestError,
 )
 from airflow_grok_video.hooks._api import VideoTask
+from airflow_grok_video.hooks._polling import PollSchedule
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
 
 if TYPE_CHECKING:
@@ -30,7 +31,12 @@ class GrokVideoTrigger(BaseTrigger):
     """
     Poll a video task until it has a ``result.video_url``, fails, or ``end_time`` passes.
 
-    Serializes only its four arguments: the connection id, never the key. Yields exactly one
+    Polling adapts to the task's progress (see :class:`~airflow_grok_video.hooks._polling.PollSchedule`):
+    waits between queries stay within ``poll_interval`` and ``max_poll_interval``, few while the
+    video is early, one aimed just after its expected end. The connection is resolved once per
+    trigger; all triggers on one connection in a triggerer share one HTTP session.
+
+    Serializes only its arguments: the connection id, never the key. Yields exactly one
     event, ``{"status": ..., "message": ..., "video_task_id": ...}`` where status is
     ``success`` (with ``video_url``), ``failed`` (with ``error_message``), ``timeout`` or
     ``error`` (with ``error_type``, and ``http_status``, ``code`` and ``msg`` when the API sent them).
@@ -38,16 +44,26 @@ class GrokVideoTrigger(BaseTrigger):
 
     :param video_task_id: the API's task id.
     :param grok_conn_id: the Airflow connection id.
-    :param poll_interval: seconds between two queries.
+    :param poll_interval: the shortest wait between two queries, in seconds.
     :param end_time: Unix time (seconds) at which waiting stops with a ``timeout`` event.
+    :param max_poll_interval: the longest wait between two queries; ``None`` (or not above
+        ``poll_interval``) polls every ``poll_interval`` seconds.
     """
 
-    def __init__(self, video_task_id: str, grok_conn_id: str, poll_interval: float, end_time: float) -> None:
+    def __init__(
+        self,
+        video_task_id: str,
+        grok_conn_id: str,
+        poll_interval: float,
+        end_time: float,
+        max_poll_interval: float | None = None,
+    ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.video_task_id = video_task_id
         self.grok_conn_id = grok_conn_id
         self.poll_interval = poll_interval
         self.end_time = end_time
+        self.max_poll_interval = max_poll_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the arguments that rebuild this trigger."""
@@ -58,11 +74,12 @@ class GrokVideoTrigger(BaseTrigger):
                 "grok_conn_id": self.grok_conn_id,
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
+                "max_poll_interval": self.max_poll_interval,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Query the task every ``poll_interval`` seconds and yield one event when it ends."""
+        """Query the task on the adaptive schedule and yield one event when it ends."""
         hook = GrokVideoHook(self.grok_conn_id)
         try:
             event = await self._wait(hook)
@@ -71,6 +88,8 @@ class GrokVideoTrigger(BaseTrigger):
         yield TriggerEvent(event)
 
     async def _wait(self, hook: GrokVideoHook) -> dict[str, Any]:
+        schedule = PollSchedule(self.poll_interval, self.max_poll_interval)
+        await self._sleep(schedule.first_delay())
         while True:
             if time.time() >= self.end_time:
                 return self._event("timeout", f"Grok video task {self.video_task_id} did not finish in time")
@@ -94,8 +113,12 @@ class GrokVideoTrigger(BaseTrigger):
                 return self._event(
                     "failed", f"Grok video task {task.task_id} failed", error_message=task.error_message
                 )
-            self.log.info("Grok video task %s: %s", task.task_id, task.describe())
-            await asyncio.sleep(max(0.0, min(self.poll_interval, self.end_time - time.time())))
+            delay = schedule.next_delay(task, time.time())
+            self.log.info("Grok video task %s: %s; next query in %.0fs", task.task_id, task.describe(), delay)
+            await self._sleep(delay)
+
+    async def _sleep(self, delay: float) -> None:
+        await asyncio.sleep(max(0.0, min(delay, self.end_time - time.time())))
 
     def _event(self, status: str, message: str, **fields: Any) -> dict[str, Any]:
         return {"status": status, "message": message, "video_task_id": self.video_task_id, **fields}
@@ -132,7 +155,13 @@ def video_url_from_event(event: dict[str, Any], *, timeout_error: type[Exception
 
 
 def defer_until_done(
-    task: BaseOperator, *, video_task_id: str, grok_conn_id: str, poll_interval: float, timeout: float
+    task: BaseOperator,
+    *,
+    video_task_id: str,
+    grok_conn_id: str,
+    poll_interval: float,
+    max_poll_interval: float | None,
+    timeout: float,
 ) -> NoReturn:
     """
     Defer ``task`` to a :class:`GrokVideoTrigger`; Airflow resumes it in ``execute_complete``.
@@ -140,7 +169,8 @@ def defer_until_done(
     :param task: the deferring operator or sensor.
     :param video_task_id: the API's task id.
     :param grok_conn_id: the Airflow connection id.
-    :param poll_interval: seconds between two queries.
+    :param poll_interval: the shortest wait between two queries, in seconds.
+    :param max_poll_interval: the longest wait between two queries (``None``: every ``poll_interval``).
     :param timeout: seconds from now after which the wait ends with a ``timeout`` event.
     """
     trigger = GrokVideoTrigger(
@@ -148,6 +178,7 @@ def defer_until_done(
         grok_conn_id=grok_conn_id,
         poll_interval=poll_interval,
         end_time=time.time() + timeout,
+        max_poll_interval=max_poll_interval,
     )
     task.defer(
         trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=timeout) + DEFERRAL_GRACE

@@ -29,9 +29,16 @@ video_dag("grok_test_reschedule", deferrable=False, mode="reschedule")
 video_dag("grok_test_deferrable", deferrable=True)
 video_dag("grok_test_poke_retries", deferrable=False, retries=2)
 video_dag("grok_test_deferrable_retries", deferrable=True, retries=2)
+# Fixed-interval polling: the timeout tests count the queries sent while the video never ends.
 for _mode, _deferrable in (("poke", False), ("deferrable", True)):
-    video_dag(f"grok_test_timeout_{_mode}", deferrable=_deferrable, timeout=1)
-    video_dag(f"grok_test_timeout_{_mode}_soft_fail", deferrable=_deferrable, timeout=1, soft_fail=True)
+    video_dag(f"grok_test_timeout_{_mode}", deferrable=_deferrable, timeout=1, max_poll_interval=None)
+    video_dag(
+        f"grok_test_timeout_{_mode}_soft_fail",
+        deferrable=_deferrable,
+        timeout=1,
+        soft_fail=True,
+        max_poll_interval=None,
+    )
 
 with DAG("grok_test_templated_invalid", schedule=None, start_date=START, params={"prompt": "  "}):
     GrokCreateVideoOperator(

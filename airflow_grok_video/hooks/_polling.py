@@ -1,0 +1,138 @@
+"""When to query a video task next: adaptive polling between a floor and a ceiling.
+
+The one home of the polling rules, shared by the trigger (deferred waits) and the create
+operator's wait in the worker. The API reports ``progress`` (1-99 while ``processing``) and
+``created_at``; assuming progress grows roughly linearly, a few answers tell when the video
+will be done, so the schedule can skip the queries in between:
+
+1. The first query comes after a jittered ``floor`` (so that many waits started together
+   spread out).
+2. With no progress yet (queued, or a status without progress), it waits as long again as the
+   video has existed so far: queries thin out geometrically while nothing is known.
+3. With one progress reading, it extrapolates from the processing start (``created_at``, or
+   half-way between the last ``queued`` answer and this one) and queries again half-way to the
+   estimated end, to measure the rate.
+4. With two readings, the rate is known and the next query is aimed just after the estimated
+   end. If the video is not done then (progress is not linear), the estimate is redone from
+   the new reading: a wrong guess costs a query, never a missed completion.
+
+Every wait is clamped to ``[floor, ceiling]``; with ``ceiling <= floor`` it polls every ``floor``
+seconds, as a fixed-interval sensor would.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+from airflow_grok_video.hooks._api import SUCCESS_STATUSES, VideoTask
+
+#: How far towards the first estimate of the end the second query goes: far enough to measure
+#: the rate over a long stretch, early enough that a first estimate off by 2x still lands before the end.
+REFINE_FRACTION = 0.5
+#: The default ceiling of the sensor's and the operator's waits, in seconds.
+DEFAULT_MAX_POLL_INTERVAL = 120.0
+#: A single reading is extrapolated at most this many times the processing time it has seen:
+#: 1% after 2 s says little about whether the video takes 60 s or 300 s.
+MAX_LEAP = 8.0
+#: Seconds added after the estimated end (capped at the floor), so that the query lands after it.
+END_MARGIN = 1.0
+#: ``created_at`` further back than this is not trusted as the processing start (clock skew, old tasks).
+MAX_TRUSTED_AGE = 24 * 60 * 60
+
+
+@dataclass
+class _Reading:
+    """The first progress reading of a wait: when, how far, and since when the video was processing."""
+
+    time: float
+    progress: int
+    started: float
+
+
+@dataclass
+class PollSchedule:
+    """
+    Decide how long to wait before the next query of one video task.
+
+    One instance per wait; feed it every answer with :meth:`next_delay`.
+
+    :param floor: the shortest wait between two queries, in seconds (> 0).
+    :param ceiling: the longest wait between two queries; ``None`` or ``<= floor`` polls every ``floor``.
+    :param started: Unix time the wait began (stands in for ``created_at`` when the API omits it).
+    """
+
+    floor: float
+    ceiling: float | None = None
+    started: float = field(default_factory=time.time)
+    _first: _Reading | None = field(default=None, init=False, repr=False)
+    _queued_at: float | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.floor > 0:
+            raise ValueError(f"poll interval (the floor) must be > 0 seconds, got {self.floor!r}")
+        if self.ceiling is not None and not self.ceiling > 0:
+            raise ValueError(f"max poll interval (the ceiling) must be > 0 seconds, got {self.ceiling!r}")
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether waits adapt to the task's progress (the ceiling is above the floor)."""
+        return self.ceiling is not None and self.ceiling > self.floor
+
+    def first_delay(self) -> float:
+        """Seconds before the first query: the floor, jittered down by up to half."""
+        return self.floor * random.uniform(0.5, 1.0)
+
+    def next_delay(self, task: VideoTask, now: float) -> float:
+        """
+        Seconds to wait after an answer that says the task is still running.
+
+        :param task: the answer.
+        :param now: Unix time of the answer.
+        """
+        if not self.adaptive:
+            return self.floor
+        assert self.ceiling is not None
+        end, rate_known = self._estimate_end(task, now)
+        if task.status in SUCCESS_STATUSES:
+            delay = self.floor  # done but no URL yet: it should follow at once
+        elif end is None:
+            delay = now - self._origin(task, now)
+        else:
+            remaining = end - now
+            if rate_known or remaining < 2 * self.floor:
+                delay = remaining + min(END_MARGIN, self.floor)
+            else:
+                delay = min(
+                    REFINE_FRACTION * remaining, remaining - self.floor, MAX_LEAP * self._observed(now)
+                )
+        return min(self.ceiling, max(self.floor, delay))
+
+    def _estimate_end(self, task: VideoTask, now: float) -> tuple[float | None, bool]:
+        """The estimated Unix time of completion (``None`` if unknown), and whether it rests on a rate."""
+        progress = task.progress or 0
+        if not 1 <= progress <= 99:
+            if progress == 0:
+                self._queued_at = now  # not started yet: processing begins after this answer
+            return None, False
+        first = self._first
+        if first is None or progress < first.progress:  # the first reading, or generation restarted
+            started = self._origin(task, now) if self._queued_at is None else (self._queued_at + now) / 2
+            first = self._first = _Reading(now, progress, started)
+        if progress - first.progress >= 2:
+            # Both readings are rounded down: the conservative rate counts one percent less.
+            rate = (progress - first.progress - 1) / (now - first.time)
+            return now + (100 - progress) / rate, True
+        elapsed = now - first.started
+        return (first.started + elapsed * 100 / (progress + 0.5) if elapsed > 0 else None), False
+
+    def _observed(self, now: float) -> float:
+        """Seconds of processing the first reading's estimate rests on, up to now."""
+        return now - self._first.started if self._first else 0.0
+
+    def _origin(self, task: VideoTask, now: float) -> float:
+        created = task.created_at
+        if created is not None and 0 <= now - created <= MAX_TRUSTED_AGE:
+            return float(created)
+        return self.started

@@ -1,0 +1,115 @@
+"""The adaptive polling schedule, fed answers shaped like the API's."""
+
+from __future__ import annotations
+
+import random
+import statistics
+
+import pytest
+
+from airflow_grok_video.hooks._api import VideoTask
+from airflow_grok_video.hooks._polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule
+
+CREATED = 1_000_000
+
+
+def answer(status: str, progress: int | None, created_at: int | None = CREATED) -> VideoTask:
+    return VideoTask("video_1", status, progress=progress, created_at=created_at)
+
+
+def test_fixed_interval_without_a_ceiling_above_the_floor() -> None:
+    for ceiling in (None, 15.0, 5.0):
+        schedule = PollSchedule(15.0, ceiling)
+        assert not schedule.adaptive
+        assert schedule.next_delay(answer("processing", 40), CREATED + 30) == 15.0
+
+
+def test_first_query_is_jittered_within_the_floor() -> None:
+    delays = [PollSchedule(10.0, 100.0).first_delay() for _ in range(200)]
+    assert all(5.0 <= d <= 10.0 for d in delays)
+    assert max(delays) - min(delays) > 2.0  # they spread out
+
+
+def test_nothing_known_yet_waits_as_long_again_as_the_video_has_existed() -> None:
+    schedule = PollSchedule(5.0, 120.0)
+    assert schedule.next_delay(answer("queued", 0), CREATED + 12) == 12.0
+    assert schedule.next_delay(answer("queued", 0), CREATED + 2) == 5.0  # never below the floor
+    assert schedule.next_delay(answer("queued", 0), CREATED + 500) == 120.0  # nor above the ceiling
+
+
+def test_one_reading_goes_half_way_to_the_estimated_end() -> None:
+    schedule = PollSchedule(5.0, 300.0)
+    # 20 s after the create, 19% (19.5% in the middle of the rounding): the end is about 102 s in.
+    delay = schedule.next_delay(answer("processing", 19), CREATED + 20)
+    assert delay == pytest.approx(0.5 * (20 * 100 / 19.5 - 20))
+
+
+def test_two_readings_aim_just_after_the_end() -> None:
+    schedule = PollSchedule(5.0, 300.0)
+    schedule.next_delay(answer("processing", 10), CREATED + 10)
+    delay = schedule.next_delay(answer("processing", 61), CREATED + 60)
+    rate = (61 - 10 - 1) / 50  # conservative: one percent less than measured
+    assert delay == pytest.approx((100 - 61) / rate + 1.0)
+
+
+def test_a_single_low_reading_is_not_extrapolated_far() -> None:
+    schedule = PollSchedule(5.0, 300.0)
+    # 1% seen 6 s in: the estimate (400 s) rests on too little; go at most 8x what was seen.
+    assert schedule.next_delay(answer("processing", 1), CREATED + 6) == pytest.approx(48.0)
+
+
+def test_done_without_a_url_asks_again_at_the_floor() -> None:
+    assert PollSchedule(5.0, 120.0).next_delay(answer("completed", 100), CREATED + 90) == 5.0
+
+
+def test_created_at_from_a_skewed_clock_is_not_trusted() -> None:
+    schedule = PollSchedule(5.0, 120.0, started=CREATED + 100)
+    future = answer("queued", 0, created_at=CREATED + 3600)
+    assert schedule.next_delay(future, CREATED + 110) == 10.0  # measured from when the wait began
+
+
+def test_progress_going_backwards_starts_the_estimate_again() -> None:
+    schedule = PollSchedule(5.0, 300.0)
+    schedule.next_delay(answer("processing", 50), CREATED + 50)
+    again = schedule.next_delay(answer("processing", 5), CREATED + 60)
+    assert again == PollSchedule(5.0, 300.0).next_delay(answer("processing", 5), CREATED + 60)
+
+
+@pytest.mark.parametrize(
+    ("floor", "ceiling", "message"),
+    [
+        (0, 10, r"poll interval \(the floor\) must be > 0 seconds, got 0"),
+        (-1, 10, r"poll interval \(the floor\) must be > 0 seconds, got -1"),
+        (5, 0, r"max poll interval \(the ceiling\) must be > 0 seconds, got 0"),
+    ],
+)
+def test_bad_intervals_are_refused_with_the_value(floor: float, ceiling: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        PollSchedule(floor, ceiling)
+
+
+def wait_for(generation: float, queue: float, rng: random.Random) -> tuple[int, float]:
+    """Poll a task that progresses linearly, as documented; return (queries, detection lag)."""
+    created = CREATED + rng.random()
+    end = created + queue + generation
+    schedule = PollSchedule(15.0, DEFAULT_MAX_POLL_INTERVAL, started=created)
+    now = created + rng.uniform(0.2, 2.0) + schedule.first_delay()
+    queries = 0
+    while True:
+        queries += 1
+        if now >= end:
+            return queries, now - end
+        if now - created < queue:
+            task = answer("queued", 0, int(created))
+        else:
+            progress = min(99, max(1, int((now - created - queue) / generation * 100)))
+            task = answer("processing", progress, int(created))
+        now += schedule.next_delay(task, now)
+
+
+@pytest.mark.parametrize("generation", [60, 90, 120, 180])
+def test_defaults_need_three_queries_and_notice_the_end_within_seconds(generation: float) -> None:
+    rng = random.Random(generation)
+    runs = [wait_for(generation, queue=1.0, rng=rng) for _ in range(200)]
+    assert max(queries for queries, _ in runs) <= 3  # + the create: 4 requests per video
+    assert statistics.mean(lag for _, lag in runs) <= 5.0
