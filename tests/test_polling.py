@@ -24,10 +24,11 @@ def test_fixed_interval_without_a_ceiling_above_the_floor() -> None:
         assert schedule.next_delay(answer("processing", 40), CREATED + 30) == 15.0
 
 
-def test_first_query_is_jittered_within_the_floor() -> None:
-    delays = [PollSchedule(10.0, 100.0).first_delay() for _ in range(200)]
-    assert all(5.0 <= d <= 10.0 for d in delays)
-    assert max(delays) - min(delays) > 2.0  # they spread out
+@pytest.mark.parametrize(("ceiling", "earliest"), [(100.0, 5.0), (None, 0.0)])
+def test_first_query_is_jittered_within_the_floor(ceiling: float | None, earliest: float) -> None:
+    delays = [PollSchedule(10.0, ceiling).first_delay() for _ in range(300)]
+    assert all(earliest <= d <= 10.0 for d in delays)
+    assert min(delays) < earliest + 1.0 and max(delays) > 9.0  # spread over the whole range
 
 
 def test_nothing_known_yet_waits_as_long_again_as_the_video_has_existed() -> None:

@@ -5,8 +5,8 @@ operator's wait in the worker. The API reports ``progress`` (1-99 while ``proces
 ``created_at``; assuming progress grows roughly linearly, a few answers tell when the video
 will be done, so the schedule can skip the queries in between:
 
-1. The first query comes after a jittered ``floor`` (so that many waits started together
-   spread out).
+1. The first query comes after half to all of the ``floor``, jittered (so that many waits
+   started together spread out).
 2. With no progress yet (queued, or a status without progress), it waits as long again as the
    video has existed so far: queries thin out geometrically while nothing is known.
 3. With one progress reading, it extrapolates from the processing start (``created_at``, or
@@ -81,8 +81,13 @@ class PollSchedule:
         return self.ceiling is not None and self.ceiling > self.floor
 
     def first_delay(self) -> float:
-        """Seconds before the first query: the floor, jittered down by up to half."""
-        return self.floor * random.uniform(0.5, 1.0)
+        """
+        Seconds before the first query, jittered so that waits started together spread out.
+
+        Anywhere within the floor at a fixed interval; adaptive, in its second half, so that the
+        first answer already shows some progress to estimate from.
+        """
+        return self.floor * random.uniform(0.5 if self.adaptive else 0.0, 1.0)
 
     def next_delay(self, task: VideoTask, now: float) -> float:
         """

@@ -140,10 +140,9 @@ class GrokCreateVideoOperator(BaseOperator):
             model=self.model,
         )
         ledger = self._ledger(context)
-        video_task_id = self._reattach(ledger, context) if ledger else None
-        if video_task_id is None:
-            video_task_id = self._create(body, ledger, context)
-        if self.wait_for_completion:
+        earlier = self._reattach(ledger, context) if ledger else None
+        video_task_id = earlier.task_id if earlier else self._create(body, ledger, context)
+        if self.wait_for_completion and not (earlier and earlier.succeeded):
             self._wait(video_task_id, context)
         return video_task_id
 
@@ -177,8 +176,8 @@ class GrokCreateVideoOperator(BaseOperator):
             )
         return ledger
 
-    def _reattach(self, ledger: CreateLedger, context: Context) -> str | None:
-        """Return the video an earlier try bought and that is still worth having, if any."""
+    def _reattach(self, ledger: CreateLedger, context: Context) -> VideoTask | None:
+        """Return the video an earlier try bought and that is still worth having, as it stands now."""
         record = ledger.previous()
         if record is None:
             return None
@@ -198,7 +197,7 @@ class GrokCreateVideoOperator(BaseOperator):
         self._count("reattached")
         if task.succeeded and task.video_url:
             self._done(context, task.task_id, task.video_url)
-        return record.video_task_id
+        return task
 
     def _refuse_or_accept_uncertain(self, record: CreateRecord) -> None:
         message = (
