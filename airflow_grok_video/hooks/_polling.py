@@ -137,7 +137,7 @@ class PollSchedule:
         return now - self._first.started if self._first else 0.0
 
     def _origin(self, task: VideoTask, now: float) -> float:
-        created = task.created_at
-        if created is not None and 0 <= now - created <= MAX_TRUSTED_AGE:
-            return float(created)
-        return self.started
+        if task.created_at is None:
+            return self.started
+        created = task.created_at + 0.5  # whole seconds: the middle of the second it names
+        return created if 0 <= now - created <= MAX_TRUSTED_AGE else self.started
