@@ -7,6 +7,7 @@ import inspect
 import pytest
 
 from airflow_grok_video.emulator import Fault, GrokVideoEmulator, Rule
+from airflow_grok_video.hooks._polling import PollSchedule
 from airflow_grok_video.hooks.grok_video import GrokVideoHook, RetryPolicy, VideoTask
 from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
 from airflow_grok_video.sensors.grok_video import GrokVideoSensor
@@ -21,6 +22,7 @@ PUBLIC = [
     GrokVideoHook,
     RetryPolicy,
     VideoTask,
+    PollSchedule,
     GrokVideoEmulator,
     Rule,
     Fault,

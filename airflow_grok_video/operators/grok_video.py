@@ -64,7 +64,7 @@ class GrokCreateVideoOperator(BaseOperator):
     :param deferrable: wait in the triggerer; defaults to ``[operators] default_deferrable``.
     :param durable: record creates in the task state store so that retries reattach (Airflow 3.3+).
     :param max_poll_interval: the longest wait between two queries: in between, queries follow the
-        video's progress (see :doc:`waiting-and-retries`). ``None`` or a value not above
+        video's progress (see "Waiting, polling and timeouts" in the docs). ``None`` or a value not above
         ``poll_interval`` polls every ``poll_interval`` seconds.
     :param on_uncertain_create: what a try does when an earlier try's create may have been billed
         but its id is unknown: ``"fail"`` (the default) or ``"recreate"`` (accept paying twice).
