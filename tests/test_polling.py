@@ -33,16 +33,22 @@ def test_first_query_is_jittered_within_the_floor(ceiling: float | None, earlies
 
 def test_nothing_known_yet_waits_as_long_again_as_the_video_has_existed() -> None:
     schedule = PollSchedule(5.0, 120.0)
-    assert schedule.next_delay(answer("queued", 0), CREATED + 12) == 12.0
+    # created_at names a whole second: the video is taken to be born in its middle.
+    assert schedule.next_delay(answer("queued", 0), CREATED + 12) == 11.5
     assert schedule.next_delay(answer("queued", 0), CREATED + 2) == 5.0  # never below the floor
     assert schedule.next_delay(answer("queued", 0), CREATED + 500) == 120.0  # nor above the ceiling
 
 
 def test_one_reading_goes_half_way_to_the_estimated_end() -> None:
     schedule = PollSchedule(5.0, 300.0)
-    # 20 s after the create, 19% (19.5% in the middle of the rounding): the end is about 102 s in.
+    # 19.5 s after the create, 19% (19.5% in the middle of the rounding): the end is 100 s after it.
     delay = schedule.next_delay(answer("processing", 19), CREATED + 20)
-    assert delay == pytest.approx(0.5 * (20 * 100 / 19.5 - 20))
+    assert delay == pytest.approx(0.5 * (0.5 + 100 - 20))
+
+
+def test_a_reading_right_after_the_create_is_not_extrapolated() -> None:
+    # 1.5 s is too short to extrapolate from whole-second timestamps: wait as long again.
+    assert PollSchedule(1.0, 120.0).next_delay(answer("processing", 20), CREATED + 2) == 1.5
 
 
 def test_two_readings_aim_just_after_the_end() -> None:
@@ -53,10 +59,18 @@ def test_two_readings_aim_just_after_the_end() -> None:
     assert delay == pytest.approx((100 - 61) / rate + 1.0)
 
 
+def test_a_rate_measured_over_a_short_stretch_is_refined_first() -> None:
+    schedule = PollSchedule(5.0, 300.0)
+    schedule.next_delay(answer("processing", 10), CREATED + 10)
+    delay = schedule.next_delay(answer("processing", 14), CREATED + 15)
+    end_in = (100 - 14) * 5 / 3  # 143 s away, and 4% in 5 s may be off by a third of that
+    assert delay == pytest.approx(0.5 * end_in)
+
+
 def test_a_single_low_reading_is_not_extrapolated_far() -> None:
     schedule = PollSchedule(5.0, 300.0)
-    # 1% seen 6 s in: the estimate (400 s) rests on too little; go at most 8x what was seen.
-    assert schedule.next_delay(answer("processing", 1), CREATED + 6) == pytest.approx(48.0)
+    # 1% seen 5.5 s in: the estimate (367 s) rests on too little; go at most 8x what was seen.
+    assert schedule.next_delay(answer("processing", 1), CREATED + 6) == pytest.approx(8 * 5.5)
 
 
 def test_done_without_a_url_asks_again_at_the_floor() -> None:

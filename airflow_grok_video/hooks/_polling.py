@@ -10,11 +10,14 @@ will be done, so the schedule can skip the queries in between:
 2. With no progress yet (queued, or a status without progress), it waits as long again as the
    video has existed so far: queries thin out geometrically while nothing is known.
 3. With one progress reading, it extrapolates from the processing start (``created_at``, or
-   half-way between the last ``queued`` answer and this one) and queries again half-way to the
-   estimated end, to measure the rate.
-4. With two readings, the rate is known and the next query is aimed just after the estimated
-   end. If the video is not done then (progress is not linear), the estimate is redone from
-   the new reading: a wrong guess costs a query, never a missed completion.
+   half-way between the last ``queued`` answer and this one), once that rests on a few seconds,
+   and queries again half-way to the estimated end (at most 8 times the processing time seen),
+   to measure the rate.
+4. With two readings, the rate is known, to within the rounding of the progress. Once the end
+   it gives may be off by no more than a few seconds, the next query is aimed just after it;
+   until then, half-way again. If the video is not done then (progress is not linear), the
+   estimate is redone from the new reading: a wrong guess costs a query, never a missed
+   completion.
 
 Every wait is clamped to ``[floor, ceiling]``; with ``ceiling <= floor`` it polls every ``floor``
 seconds, as a fixed-interval sensor would.
@@ -22,6 +25,7 @@ seconds, as a fixed-interval sensor would.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -36,6 +40,12 @@ DEFAULT_MAX_POLL_INTERVAL = 120.0
 #: A single reading is extrapolated at most this many times the processing time it has seen:
 #: 1% after 2 s says little about whether the video takes 60 s or 300 s.
 MAX_LEAP = 8.0
+#: A single reading is extrapolated only once it rests on this many seconds of processing
+#: (``created_at`` has whole-second resolution).
+MIN_OBSERVED = 5.0
+#: The next query is aimed at the estimated end once the estimate may be off by no more than this
+#: many seconds; until then it goes half-way, to measure the rate over a longer stretch.
+FINAL_SPREAD = 4.0
 #: Seconds added after the estimated end (capped at the floor), so that the query lands after it.
 END_MARGIN = 1.0
 #: ``created_at`` further back than this is not trusted as the processing start (clock skew, old tasks).
@@ -99,14 +109,14 @@ class PollSchedule:
         if not self.adaptive:
             return self.floor
         assert self.ceiling is not None
-        end, rate_known = self._estimate_end(task, now)
+        end, spread = self._estimate_end(task, now)
         if task.status in SUCCESS_STATUSES:
             delay = self.floor  # done but no URL yet: it should follow at once
         elif end is None:
             delay = now - self._origin(task, now)
         else:
             remaining = end - now
-            if rate_known or remaining < 2 * self.floor:
+            if spread <= FINAL_SPREAD or remaining < 2 * self.floor:
                 delay = remaining + min(END_MARGIN, self.floor)
             else:
                 delay = min(
@@ -114,23 +124,27 @@ class PollSchedule:
                 )
         return min(self.ceiling, max(self.floor, delay))
 
-    def _estimate_end(self, task: VideoTask, now: float) -> tuple[float | None, bool]:
-        """The estimated Unix time of completion (``None`` if unknown), and whether it rests on a rate."""
+    def _estimate_end(self, task: VideoTask, now: float) -> tuple[float | None, float]:
+        """The estimated Unix time of completion (``None`` if unknown), and how many seconds it may be off."""
         progress = task.progress or 0
         if not 1 <= progress <= 99:
             if progress == 0:
                 self._queued_at = now  # not started yet: processing begins after this answer
-            return None, False
+            return None, math.inf
         first = self._first
         if first is None or progress < first.progress:  # the first reading, or generation restarted
             started = self._origin(task, now) if self._queued_at is None else (self._queued_at + now) / 2
             first = self._first = _Reading(now, progress, started)
-        if progress - first.progress >= 2:
-            # Both readings are rounded down: the conservative rate counts one percent less.
-            rate = (progress - first.progress - 1) / (now - first.time)
-            return now + (100 - progress) / rate, True
+        gained = progress - first.progress
+        if gained >= 2:
+            # Both readings are rounded down, so the gain is known to within one percent: the
+            # conservative rate counts one percent less, and the end is off by 1/(gained - 1) at most.
+            remaining = (100 - progress) * (now - first.time) / (gained - 1)
+            return now + remaining, remaining / (gained - 1)
         elapsed = now - first.started
-        return (first.started + elapsed * 100 / (progress + 0.5) if elapsed > 0 else None), False
+        if elapsed < MIN_OBSERVED:  # timestamps are whole seconds: too short to extrapolate from
+            return None, math.inf
+        return first.started + elapsed * 100 / (progress + 0.5), math.inf
 
     def _observed(self, now: float) -> float:
         """Seconds of processing the first reading's estimate rests on, up to now."""

@@ -15,12 +15,15 @@ IMAGE = "https://example.com/fox.png"
 
 
 def create_dag(dag_id: str, **create_kwargs: Any) -> DAG:
+    # Tries bounded by a 2 s execution_timeout poll at a fixed 0.2 s: on a scale of seconds,
+    # whole-second timestamps leave adaptive polling (tested on its own) too little to go on.
+    fixed = {"max_poll_interval": None} if "execution_timeout" in create_kwargs else {}
     with DAG(dag_id, schedule=None, start_date=START, params={"prompt": "a fox"}) as dag:
         GrokCreateVideoOperator(
             task_id="create",
             prompt="{{ params.prompt }}",
             image_url=IMAGE,
-            **{"poll_interval": 0.2, **create_kwargs},
+            **{"poll_interval": 0.2, **fixed, **create_kwargs},
         )
     return dag
 
@@ -71,6 +74,7 @@ with DAG("grok_test_mapped_retry", schedule=None, start_date=START):
         wait_for_completion=True,
         deferrable=False,
         poll_interval=0.2,
+        max_poll_interval=None,
         execution_timeout=timedelta(seconds=2),
         retries=1,
         retry_delay=timedelta(0),
