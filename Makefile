@@ -38,7 +38,7 @@ demo: install
 bench: install
 	@set -e; mkdir -p build; \
 	$(BIN)/python -u benchmarks/polling.py > build/bench-polling.txt 2>&1 & polling=$$!; \
-	trap 'kill $$polling 2>/dev/null' EXIT; \
+	trap 'kill $$polling 2>/dev/null || true' EXIT; \
 	$(BIN)/python -u benchmarks/import_cost.py --runs 7; \
 	$(BIN)/python -u benchmarks/triggers.py --sizes 100,1000,5000 --runs 3; \
 	$(BIN)/python -u benchmarks/download.py --mb 200 --runs 3; \

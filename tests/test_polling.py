@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from airflow_grok_video.hooks._api import VideoTask
-from airflow_grok_video.hooks._polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule
+from airflow_grok_video.hooks._polling import DEFAULT_MAX_POLL_INTERVAL, END_MARGIN, PollSchedule
 
 CREATED = 1_000_000
 
@@ -56,7 +56,7 @@ def test_two_readings_aim_just_after_the_end() -> None:
     schedule.next_delay(answer("processing", 10), CREATED + 10)
     delay = schedule.next_delay(answer("processing", 61), CREATED + 60)
     rate = (61 - 10 - 1) / 50  # conservative: one percent less than measured
-    assert delay == pytest.approx((100 - 61) / rate + 1.0)
+    assert delay == pytest.approx((100 - 61) / rate + END_MARGIN)
 
 
 def test_a_rate_measured_over_a_short_stretch_is_refined_first() -> None:

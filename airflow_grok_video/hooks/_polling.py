@@ -47,7 +47,7 @@ MIN_OBSERVED = 5.0
 #: many seconds; until then it goes half-way, to measure the rate over a longer stretch.
 FINAL_SPREAD = 4.0
 #: Seconds added after the estimated end (capped at the floor), so that the query lands after it.
-END_MARGIN = 1.0
+END_MARGIN = 0.5
 #: ``created_at`` further back than this is not trusted as the processing start (clock skew, old tasks).
 MAX_TRUSTED_AGE = 24 * 60 * 60
 
