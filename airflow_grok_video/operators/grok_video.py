@@ -64,8 +64,8 @@ class GrokCreateVideoOperator(BaseOperator):
     :param deferrable: wait in the triggerer; defaults to ``[operators] default_deferrable``.
     :param durable: record creates in the task state store so that retries reattach (Airflow 3.3+).
     :param max_poll_interval: the longest wait between two queries: in between, queries follow the
-        video's progress (see "Waiting, polling and timeouts" in the docs). ``None`` or a value not above
-        ``poll_interval`` polls every ``poll_interval`` seconds.
+        video's progress (see "Waiting, polling and timeouts" in the docs). ``None``, or a value not
+        above ``poll_interval``, polls every ``poll_interval`` seconds.
     :param on_uncertain_create: what a try does when an earlier try's create may have been billed
         but its id is unknown: ``"fail"`` (the default) or ``"recreate"`` (accept paying twice).
     """
@@ -274,7 +274,7 @@ class GrokCreateVideoOperator(BaseOperator):
                 raise AirflowException(f"Grok video task {video_task_id} did not finish in {self.timeout:g}s")
             delay = schedule.next_delay(task, time.time())
             self.log.info(
-                "Grok video task %s: %s; next query in %.0fs", video_task_id, task.describe(), delay
+                "Grok video task %s: %s; next query in %.1fs", video_task_id, task.describe(), delay
             )
 
     def _done(self, context: Context, video_task_id: str, video_url: str) -> None:

@@ -44,8 +44,8 @@ class GrokVideoSensor(BaseSensorOperator):
     :param timeout: seconds after which the sensor gives up (fails, or skips with ``soft_fail``).
     :param deferrable: wait in the triggerer; defaults to ``[operators] default_deferrable``.
     :param max_poll_interval: deferred, the longest wait between two queries: in between, queries
-        follow the video's progress (see "Waiting, polling and timeouts" in the docs). ``None`` or a value not
-        above ``poke_interval`` polls every ``poke_interval`` seconds.
+        follow the video's progress (see "Waiting, polling and timeouts" in the docs). ``None``, or
+        a value not above ``poke_interval``, polls every ``poke_interval`` seconds.
     """
 
     template_fields: Sequence[str] = ("video_task_id",)

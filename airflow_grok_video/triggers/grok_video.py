@@ -114,7 +114,7 @@ class GrokVideoTrigger(BaseTrigger):
                     "failed", f"Grok video task {task.task_id} failed", error_message=task.error_message
                 )
             delay = schedule.next_delay(task, time.time())
-            self.log.info("Grok video task %s: %s; next query in %.0fs", task.task_id, task.describe(), delay)
+            self.log.info("Grok video task %s: %s; next query in %.1fs", task.task_id, task.describe(), delay)
             await self._sleep(delay)
 
     async def _sleep(self, delay: float) -> None:
