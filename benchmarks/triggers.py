@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import socket
 import statistics
@@ -155,8 +156,12 @@ def scenario(mode: str, ids: list[str], base: str, idle: dict[str, float] | None
     idle = idle or {"cpu": 0.0, "cpu_steady": 0.0}
     result["polls"] = polls
     result["due"] = len(ids) * DURATION
+    # A saturated anchor may hardly poll after its start-up: then there is no per-poll figure to give.
+    steady_due = len(ids) * (DURATION - WARM_UP)
     result["cpu_ms_per_poll"] = (
-        1000 * max(0.0, result["cpu_steady"] - idle["cpu_steady"]) / max(steady_polls, 1)
+        1000 * max(0.0, result["cpu_steady"] - idle["cpu_steady"]) / steady_polls
+        if steady_polls >= 0.1 * steady_due
+        else math.nan
     )
     result["cpu_ms_per_poll_all"] = 1000 * max(0.0, result["cpu"] - idle["cpu"]) / max(polls, 1)
     result["rss_mb_per_1000"] = result["rss_growth_kb"] / 1024 / len(ids) * 1000
@@ -164,7 +169,13 @@ def scenario(mode: str, ids: list[str], base: str, idle: dict[str, float] | None
 
 
 def median(results: list[dict[str, float]]) -> dict[str, float]:
-    return {key: statistics.median(result[key] for result in results) for key in results[0]}
+    """Each figure's median over the runs (nan if any run had none)."""
+    return {
+        key: math.nan
+        if any(math.isnan(r[key]) for r in results)
+        else statistics.median(r[key] for r in results)
+        for key in results[0]
+    }
 
 
 def main() -> None:
@@ -224,6 +235,8 @@ def report(size: int, r: dict[str, dict[str, float]], runs: int) -> None:
         f"{'polls achieved / due':<38}{ours['polls'] / ours['due']:>10.2f}"
         f"{http['polls'] / http['due']:>19.2f}{floor['polls'] / floor['due']:>9.2f}"
     )
+    if any(math.isnan(x["cpu_ms_per_poll"]) for x in (ours, http, floor)):
+        print(f"nan: under a tenth of the polls due after the first {WARM_UP:g} s were made (saturated)")
 
 
 if __name__ == "__main__":
