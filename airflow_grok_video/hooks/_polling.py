@@ -109,10 +109,10 @@ class PollSchedule:
         if not self.adaptive:
             return self.floor
         assert self.ceiling is not None
-        end, spread = self._estimate_end(task, now)
         if task.status in SUCCESS_STATUSES:
-            delay = self.floor  # done but no URL yet: it should follow at once
-        elif end is None:
+            return self.floor  # done but no URL yet: it should follow at once
+        end, spread = self._estimate_end(task, now)
+        if end is None:
             delay = now - self._origin(task, now)
         else:
             remaining = end - now
