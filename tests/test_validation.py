@@ -27,6 +27,9 @@ INVALID = [
     ({"image_url": "ftp://example.com/fox.png"}, "image_url", "http"),
     ({"image_url": "example.com/fox.png"}, "image_url", "http"),
     ({"image_url": "file:///etc/passwd"}, "image_url", "http"),
+    ({"image_url": "http://[::1/x.png"}, "image_url", "http"),  # an unclosed IPv6 bracket
+    ({"image_url": "http://example.com:port/x.png"}, "image_url", "http"),
+    ({"image_url": "https://:443/x.png"}, "image_url", "http"),
     ({"image_url": ["https://example.com/a.png"]}, "image_url", "http"),
     ({"image_url": None, "image_urls": []}, "image_url/image_urls", "exactly one"),
     ({"image_url": None, "image_urls": "https://example.com/a.png"}, "image_urls", "list"),

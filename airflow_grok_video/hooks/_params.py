@@ -94,10 +94,18 @@ def _image_urls(image_url: Any, image_urls: Any) -> list[str]:
 
 
 def _url(field: str, url: Any) -> str:
-    parsed = urlparse(url) if isinstance(url, str) else None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc or url != url.strip():
+    if not isinstance(url, str) or url != url.strip() or not _is_http_url(url):
         raise GrokVideoValidationError(field, url, "must be an http:// or https:// URL string")
-    return str(url)
+    return url
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parsed = urlparse(url)
+        parsed.port  # noqa: B018 - reading it refuses a port that is not a number from 0 to 65535
+    except ValueError:  # "http://[::1/x.png" (an unclosed IPv6 bracket), "http://h:x/" (a bad port)
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.hostname)
 
 
 def _duration(duration: Any) -> int:
