@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
+import logging
+import os
+import threading
 import time
+import traceback
 import tracemalloc
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +27,7 @@ from tests.conftest import conn_json
 from tests.test_dags import run_dag, states, xcom
 
 VIDEOS = "/videos/"
+SECRET = "SECRET_sig_9d2f7a41"
 
 
 def finished_video(emu: GrokVideoEmulator) -> str:
@@ -38,6 +47,70 @@ def keep(url: str, dest: str, **kwargs: Any) -> str:
 
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
+
+
+def chain_text(error: BaseException) -> str:
+    """Everything an exception and the exceptions it chains say, tracebacks included."""
+    texts: list[str] = []
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        texts += [str(current), repr(current), *traceback.format_exception(current)]
+        todo += [current.__cause__, current.__context__]
+    return "\n".join(texts)
+
+
+class _TinyServer(ThreadingHTTPServer):
+    daemon_threads = True
+    body: bytes | None
+    headers: dict[str, str]
+    seen: list[dict[str, str]]
+    release: threading.Event
+
+
+class _TinyHandler(BaseHTTPRequestHandler):
+    """Answers every GET with the server's headers and body; no body at all means: stall."""
+
+    protocol_version = "HTTP/1.1"
+    server: _TinyServer
+
+    def do_GET(self) -> None:
+        self.server.seen.append(dict(self.headers))
+        self.send_response(200)
+        for name, value in self.server.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.server.body is None:
+            self.server.release.wait(30)
+        else:
+            self.wfile.write(self.server.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def tiny_server() -> Iterator[Callable[..., tuple[str, list[dict[str, str]]]]]:
+    """A real HTTP server on 127.0.0.1 answering what the test says, whatever the request asks."""
+    servers: list[_TinyServer] = []
+
+    def serve(body: bytes | None, headers: dict[str, str]) -> tuple[str, list[dict[str, str]]]:
+        """Serve ``body`` with ``headers``; the URL, and the headers of each request received."""
+        server = _TinyServer(("127.0.0.1", 0), _TinyHandler)
+        server.body, server.headers, server.seen, server.release = body, headers, [], threading.Event()
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/videos/v.mp4", server.seen
+
+    yield serve
+    for server in servers:
+        server.release.set()
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture
@@ -67,18 +140,62 @@ def test_to_an_fsspec_memory_filesystem(fast_emulator: GrokVideoEmulator) -> Non
     assert [p.name for p in stored.parent.iterdir()] == ["a.mp4"]
 
 
-def test_existing_destination_is_kept_unless_overwrite(
+def test_a_different_object_at_dest_fails_naming_overwrite(
     fast_emulator: GrokVideoEmulator, tmp_path: Path
 ) -> None:
     url = finished_video(fast_emulator)
     (tmp_path / "v.mp4").write_bytes(b"precious")
     before = fast_emulator.count("GET", VIDEOS)
-    with pytest.raises(AirflowFailException, match="already exists; set overwrite=True"):
+    with pytest.raises(AirflowFailException, match=r"already exists and is not this video.*overwrite=True"):
         keep(url, f"file://{tmp_path}/v.mp4")
-    assert fast_emulator.count("GET", VIDEOS) == before
+    assert fast_emulator.count("GET", VIDEOS) == before + 1  # its headers only, to learn the size
     assert (tmp_path / "v.mp4").read_bytes() == b"precious"
+    assert leftovers(tmp_path) == ["v.mp4"]
     keep(url, f"file://{tmp_path}/v.mp4", overwrite=True)
     assert (tmp_path / "v.mp4").stat().st_size == fast_emulator.video_bytes
+
+
+def test_rerun_to_a_dest_holding_the_video_succeeds_without_copying(
+    fast_emulator: GrokVideoEmulator, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    url = finished_video(fast_emulator)
+    dest = f"file://{tmp_path}/v.mp4"
+    keep(url, dest)
+    first = (tmp_path / "v.mp4").stat()
+    before = fast_emulator.count("GET", VIDEOS)
+    assert keep(url, dest) == dest
+    again = (tmp_path / "v.mp4").stat()
+    assert (again.st_ino, again.st_mtime_ns, again.st_size) == (
+        first.st_ino,
+        first.st_mtime_ns,
+        first.st_size,
+    )
+    assert fast_emulator.count("GET", VIDEOS) == before + 1
+    assert leftovers(tmp_path) == ["v.mp4"]
+    out, err = capfd.readouterr()
+    assert "already holds the video" in out + err
+
+
+def test_rerun_reads_only_the_headers(
+    tiny_server: Callable[..., tuple[str, list[dict[str, str]]]], tmp_path: Path
+) -> None:
+    # The server sends the headers of a 5,000,000-byte video, then nothing: reading the body would
+    # time out; comparing sizes needs the headers only.
+    url, _ = tiny_server(None, {"Content-Length": "5000000", "Content-Type": "video/mp4"})
+    (tmp_path / "v.mp4").write_bytes(b"x" * 5_000_000)
+    started = time.monotonic()
+    assert keep(url, f"file://{tmp_path}/v.mp4", timeout=5, download_attempts=1) == f"file://{tmp_path}/v.mp4"
+    assert time.monotonic() - started < 4
+    assert leftovers(tmp_path) == ["v.mp4"]
+
+
+def test_rerun_after_the_link_expired_says_how_to_go_on(
+    fast_emulator: GrokVideoEmulator, tmp_path: Path
+) -> None:
+    (tmp_path / "v.mp4").write_bytes(b"kept earlier")
+    with pytest.raises(AirflowFailException, match=r"link has probably expired.*mark this task successful"):
+        keep(f"{fast_emulator.base_url}/videos/video_gone.mp4", f"file://{tmp_path}/v.mp4")
+    assert (tmp_path / "v.mp4").read_bytes() == b"kept earlier"
 
 
 def test_expired_link_says_so(fast_emulator: GrokVideoEmulator, tmp_path: Path) -> None:
@@ -89,6 +206,38 @@ def test_expired_link_says_so(fast_emulator: GrokVideoEmulator, tmp_path: Path) 
     fast_emulator.inject(Fault("status", status=403, method="GET", path_prefix=VIDEOS))
     with pytest.raises(AirflowFailException, match="HTTP 403; the link has probably expired"):
         keep(url, f"file://{tmp_path}/v.mp4")
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("failure", ["refused", "status", "reset"])
+def test_the_signed_query_reaches_no_error_and_no_log(
+    fast_emulator: GrokVideoEmulator,
+    closed_port_url: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    failure: str,
+) -> None:
+    from airflow.providers.common.compat.sdk import redact
+
+    caplog.set_level(logging.INFO)
+    query = f"?sig={SECRET}&expires=1732400000"
+    if failure == "refused":
+        url = f"{closed_port_url}/videos/v.mp4{query}"
+    else:
+        url = finished_video(fast_emulator) + query
+        fault = Fault("status" if failure == "status" else "reset", status=503, times=10)
+        fast_emulator.inject(replace(fault, method="GET", path_prefix=VIDEOS))
+    with pytest.raises(AirflowException, match="gave up after 2 attempts") as info:
+        keep(url, f"file://{tmp_path}/v.mp4", download_attempts=2)
+    out, err = capfd.readouterr()
+    logs = out + err + caplog.text
+    assert "downloading again" in logs  # the logs were captured
+    assert "/videos/v.mp4" in chain_text(info.value) or "/videos/video_" in chain_text(info.value)
+    assert SECRET not in chain_text(info.value)
+    assert SECRET not in logs
+    # Whatever else logs the URL (urllib3 at DEBUG, say), Airflow's masker hides its query.
+    assert SECRET not in redact(f"GET {url}")
     assert leftovers(tmp_path) == []
 
 
@@ -108,6 +257,42 @@ def test_transient_failures_restart_the_download(fast_emulator: GrokVideoEmulato
     assert (tmp_path / "v.mp4").stat().st_size == fast_emulator.video_bytes
     assert fast_emulator.count("GET", VIDEOS) == 3  # two faults, then the download
     assert leftovers(tmp_path) == ["v.mp4"]
+
+
+def test_gzip_encoded_download_is_checked_like_with_like(
+    tiny_server: Callable[..., tuple[str, list[dict[str, str]]]], tmp_path: Path
+) -> None:
+    video = os.urandom(100_000) + bytes(400_000)  # compresses to about a fifth
+    encoded = gzip.compress(video)
+    headers = {"Content-Encoding": "gzip", "Content-Length": str(len(encoded)), "Content-Type": "video/mp4"}
+    url, seen = tiny_server(encoded, headers)  # gzip whatever the client accepts, as some CDNs do
+    keep(url, f"file://{tmp_path}/v.mp4", download_attempts=1)
+    assert [request["Accept-Encoding"] for request in seen] == ["identity"]
+    assert (tmp_path / "v.mp4").read_bytes() == video
+    assert leftovers(tmp_path) == ["v.mp4"]
+
+
+@pytest.mark.parametrize(
+    ("video_url", "says"),
+    [
+        ("None", "video_url is missing"),
+        ("", "video_url is missing"),
+        ("  ", "video_url is missing"),
+        (None, "video_url is missing"),
+        ("ftp://example.com/v.mp4", r"not an http\(s\) URL"),
+        ("/videos/v.mp4", r"not an http\(s\) URL"),
+        ("http://[::1/v.mp4", r"not an http\(s\) URL"),
+    ],
+)
+def test_a_missing_or_invalid_url_fails_at_once(
+    fast_emulator: GrokVideoEmulator, tmp_path: Path, video_url: Any, says: str
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(AirflowFailException, match=f"{says}.*upstream task's XCom"):
+        keep(video_url, f"file://{tmp_path}/v.mp4")
+    assert time.monotonic() - started < 1  # no download attempts, no backoff
+    assert fast_emulator.requests == []
+    assert leftovers(tmp_path) == []
 
 
 def test_200_mb_in_constant_memory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -134,3 +319,26 @@ def test_keep_example_dag(
     assert xcom(run, "announce") == f"file://{stored}"
     assert stored.stat().st_size == emulator.video_bytes
     assert emulator.creates == 1
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_keep_example_dag_run_again_keeps_the_stored_video(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import pendulum
+
+    from tests.test_dags import dag_bag
+
+    monkeypatch.setenv("AIRFLOW_VAR_GROK_VIDEO_DIR", str(tmp_path))
+    logical_date = pendulum.datetime(2026, 3, 1, tz="UTC")
+    dag = dag_bag().dags["grok_video_keep"]
+    first = dag.test(run_after=logical_date, logical_date=logical_date)
+    [stored] = list(tmp_path.iterdir())
+    before = stored.stat()
+    again = dag.test(run_after=logical_date, logical_date=logical_date)  # same run id, so same dest
+    assert again.run_id == first.run_id
+    assert states(again) == {"make_video": "success", "keep_video": "success", "announce": "success"}
+    assert xcom(again, "announce") == f"file://{stored}"
+    after = stored.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert list(tmp_path.iterdir()) == [stored]

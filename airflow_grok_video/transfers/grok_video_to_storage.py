@@ -8,16 +8,31 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowFailException,
+    BaseOperator,
+    mask_secret,
+)
 
 from airflow_grok_video.exceptions import GrokVideoAPIError
-from airflow_grok_video.hooks._retry import RetryPolicy
+from airflow_grok_video.hooks._api import is_transient_status
+from airflow_grok_video.hooks._retry import RetryPolicy, parse_retry_after
 
 if TYPE_CHECKING:
     import requests
     from airflow.sdk import Context, ObjectStoragePath
 
 _EXPIRED = (403, 404, 410)
+# The body must arrive as the bytes Content-Length counts: no gzip, no deflate.
+_HEADERS = {"Accept-Encoding": "identity"}
+# What a missing value looks like once templated: a pulled XCom that is absent renders as "None".
+_MISSING = frozenset({"", "none", "null"})
+_MISSING_HINT = (
+    "It usually comes from an upstream task's XCom, and that XCom is missing: the upstream task "
+    "pushed no URL, or xcom_pull names the wrong task_ids or key (the sensor returns the URL; the "
+    "create operator with wait_for_completion=True pushes it under the key 'video_url')."
+)
 
 
 class GrokVideoToStorageOperator(BaseOperator):
@@ -29,15 +44,24 @@ class GrokVideoToStorageOperator(BaseOperator):
     at ``dest`` only once complete and, when the server sent a ``Content-Length``, of exactly that
     size; an interrupted download leaves nothing at ``dest``. Transient failures (network errors,
     timeouts, HTTP 408/429/5xx, a short body) restart the download, with backoff. HTTP
-    403/404/410 means the link has probably expired: the task fails without retries.
+    403/404/410 means the link has probably expired: the task fails without retries, as it does
+    when ``video_url`` is missing (e.g. ``"None"``, a missing XCom) or not an http(s) URL.
+
+    When ``dest`` already exists (a cleared or re-run task) and ``overwrite`` is false, only the
+    download's headers are read: if the object at ``dest`` has the video's size (its
+    ``Content-Length``), it already is the video and the task succeeds without copying it again;
+    otherwise the task fails, naming ``overwrite=True``.
+
+    The URL's query string, which may carry a signature, is never logged nor put in an error: it
+    is also handed to Airflow's secrets masker.
 
     :param video_url: the video's URL (templated), usually the sensor's XCom
         ``"{{ ti.xcom_pull(task_ids='wait_for_video') }}"`` or ``create.output["video_url"]``.
     :param dest: where to store it (templated): any ``ObjectStoragePath`` URI, e.g.
         ``"file:///data/videos/{{ run_id }}/{{ ti.map_index }}.mp4"`` or ``"s3://bucket/videos/x.mp4"``.
     :param dest_conn_id: the Airflow connection for ``dest``'s storage (e.g. an ``aws`` connection).
-    :param overwrite: replace an existing ``dest``; otherwise an existing ``dest`` fails the task
-        before anything is downloaded.
+    :param overwrite: replace whatever is at ``dest``, without comparing it; otherwise an existing
+        ``dest`` is kept, and the task fails unless it already holds the video.
     :param chunk_size: bytes read and written at a time.
     :param timeout: seconds to wait for a connection, and between two received chunks.
     :param download_attempts: downloads tried at most, the first one included.
@@ -68,18 +92,23 @@ class GrokVideoToStorageOperator(BaseOperator):
         self.download_attempts = download_attempts
 
     def execute(self, context: Context) -> str:
-        """Download the video to ``dest`` and return its URI."""
+        """
+        Download the video to ``dest`` and return its URI.
+
+        :param context: the task's Airflow context (unused).
+        """
         from airflow.sdk import ObjectStoragePath
 
+        url = _checked_video_url(self.video_url)
+        _mask_query(url)
         dest = ObjectStoragePath(self.dest, conn_id=self.dest_conn_id)
-        if dest.exists() and not self.overwrite:
-            raise AirflowFailException(f"{dest} already exists; set overwrite=True to replace it")
+        existing = not self.overwrite and dest.exists()
         policy = RetryPolicy(max_attempts=self.download_attempts)
         attempt = 1
         started = time.monotonic()
         while True:
             try:
-                size = self._download(dest)
+                size = self._download(url, dest, existing=existing)
                 break
             except GrokVideoAPIError as error:
                 wait = policy.delay(error, attempt, creates=False)
@@ -88,57 +117,180 @@ class GrokVideoToStorageOperator(BaseOperator):
                 self.log.warning("%s; downloading again in %.1fs", error, wait)
             time.sleep(wait)
             attempt += 1
-        seconds = max(time.monotonic() - started, 1e-9)
-        self.log.info("Stored %d bytes at %s (%.1f MB/s)", size, dest, size / seconds / 1e6)
+        if size is not None:
+            seconds = max(time.monotonic() - started, 1e-9)
+            self.log.info(
+                "Stored %d bytes of %s at %s (%.1f MB/s)", size, _shown(url), dest, size / seconds / 1e6
+            )
         return str(dest)
 
-    def _download(self, dest: ObjectStoragePath) -> int:
+    def _download(self, url: str, dest: ObjectStoragePath, *, existing: bool) -> int | None:
+        """
+        One download attempt: the bytes stored, or ``None`` when ``dest`` already held the video.
+
+        :param url: the video's URL.
+        :param dest: where to store it.
+        :param existing: whether ``dest`` exists and must be kept: then only the headers are read.
+        """
         import requests
 
         partial = dest.parent / f".{dest.name}.part-{uuid.uuid4().hex}"
-        dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with requests.get(self.video_url, stream=True, timeout=self.timeout) as response:
-                self._check(response)
-                expected = response.headers.get("Content-Length")
-                size = self._write(response, partial)
-            if expected is not None and size != int(expected):
+            with requests.get(url, stream=True, timeout=self.timeout, headers=_HEADERS) as response:
+                self._check(response, url, dest if existing else None)
+                if existing:
+                    self._confirm_existing(response, url, dest)
+                    return None  # the body is never read: closing drops the connection
+                expected = _content_length(response)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                size, received = self._write(response, partial)
+            if expected is not None and received != expected:
                 raise GrokVideoAPIError(
-                    f"download of {_shown(self.video_url)}: got {size} of {expected} bytes", transient=True
+                    f"download of {_shown(url)}: got {received} of {expected} bytes", transient=True
                 )
             partial.rename(dest)
             return size
         except requests.RequestException as exc:
-            raise GrokVideoAPIError(
-                f"download of {_shown(self.video_url)} failed ({type(exc).__name__})", transient=True
-            ) from exc
+            failure = type(exc).__name__
         finally:
             if partial.exists():
                 partial.unlink()
+        # Raised outside the handler, so that the requests exception, whose text holds the whole URL
+        # (its signed query included), is neither the cause nor the context of this one.
+        raise GrokVideoAPIError(f"download of {_shown(url)} failed ({failure})", transient=True)
 
-    def _check(self, response: requests.Response) -> None:
+    def _check(self, response: requests.Response, url: str, existing: ObjectStoragePath | None) -> None:
+        """
+        Fail on an error status: at once when a retry cannot help, retryably when it may.
+
+        :param response: the download's response, headers read.
+        :param url: the video's URL.
+        :param existing: ``dest`` when it exists and must be kept, else ``None``.
+        """
         status = response.status_code
-        shown = _shown(self.video_url)
+        shown = _shown(url)
         if status in _EXPIRED:
+            kept = ""
+            if existing is not None:
+                kept = (
+                    f" {existing} already exists, but whether it is this video cannot be checked any more:"
+                    " if it is, mark this task successful."
+                )
             raise AirflowFailException(
                 f"download of {shown}: HTTP {status}; the link has probably expired (the API's video URLs "
-                "live 3 days). Generate the video again, and store it sooner."
+                f"live 3 days). Generate the video again, and store it sooner.{kept}"
             )
-        if status == 408 or status == 429 or status >= 500:
-            raise GrokVideoAPIError(f"download of {shown}: HTTP {status}", http_status=status, transient=True)
+        if is_transient_status(status):
+            raise GrokVideoAPIError(
+                f"download of {shown}: HTTP {status}",
+                http_status=status,
+                transient=True,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
         if status >= 400:
             raise AirflowFailException(f"download of {shown}: HTTP {status}")
 
-    def _write(self, response: requests.Response, partial: ObjectStoragePath) -> int:
+    def _confirm_existing(self, response: requests.Response, url: str, dest: ObjectStoragePath) -> None:
+        """
+        Return when ``dest`` already holds the video (same size), else fail naming ``overwrite=True``.
+
+        :param response: the download's response, headers read and body unread.
+        :param url: the video's URL.
+        :param dest: the existing object.
+        """
+        length = _plain_length(response)
+        held = dest.stat().st_size
+        if length is None:
+            raise AirflowFailException(
+                f"{dest} already exists, and the server sent no plain Content-Length for {_shown(url)} "
+                "to compare it with; set overwrite=True to replace it"
+            )
+        if held != length:
+            raise AirflowFailException(
+                f"{dest} already exists and is not this video ({held} bytes; the video has {length}); "
+                "set overwrite=True to replace it"
+            )
+        self.log.info(
+            "%s already holds the video (%d bytes, the size of %s): not copying it again",
+            dest,
+            held,
+            _shown(url),
+        )
+
+    def _write(self, response: requests.Response, partial: ObjectStoragePath) -> tuple[int, int]:
+        """
+        Stream the body to ``partial``: the bytes written, and the bytes received as sent (encoded).
+
+        :param response: the download's response, headers read.
+        :param partial: the temporary object written.
+        """
         size = 0
         with partial.open("wb") as out:
             for chunk in response.iter_content(chunk_size=self.chunk_size):
                 out.write(chunk)
                 size += len(chunk)
-        return size
+        return size, int(response.raw.tell())
+
+
+def _checked_video_url(value: object) -> str:
+    """
+    The video URL, stripped; fails without retries when it is missing or not an http(s) URL.
+
+    :param value: the rendered ``video_url``.
+    """
+    text = "" if value is None else str(value).strip()
+    if text.lower() in _MISSING:
+        raise AirflowFailException(f"video_url is missing (got {value!r}). {_MISSING_HINT}")
+    try:
+        parts = urlsplit(text)
+        valid = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        valid = False
+    if not valid:
+        shown = text.split("?", 1)[0][:200]
+        raise AirflowFailException(f"video_url is not an http(s) URL: {shown!r}. {_MISSING_HINT}")
+    return text
+
+
+def _mask_query(url: str) -> None:
+    """
+    Have Airflow's secrets masker hide the URL's query string in every log line, whoever logs it.
+
+    :param url: the video's URL.
+    """
+    query = urlsplit(url).query
+    if query:
+        mask_secret(query)
+
+
+def _content_length(response: requests.Response) -> int | None:
+    """
+    The ``Content-Length`` header as a number, ``None`` when absent or unreadable.
+
+    :param response: a response, headers read.
+    """
+    try:
+        return int(response.headers["Content-Length"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _plain_length(response: requests.Response) -> int | None:
+    """
+    The ``Content-Length`` when it counts the video's own bytes (the body is not encoded).
+
+    :param response: a response, headers read.
+    """
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    return _content_length(response) if encoding in ("", "identity") else None
 
 
 def _shown(url: str) -> str:
-    """The URL without its query string, which may carry a signature."""
+    """
+    The URL without its query string, which may carry a signature, nor any user or password.
+
+    :param url: a URL.
+    """
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}"
