@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import airflow
 import pytest
 from packaging.version import Version
@@ -135,3 +138,79 @@ def test_without_a_state_store_retries_warn_that_they_may_pay_twice(
     assert emulator.creates == 2
     out, err = capfd.readouterr()
     assert "may create (and pay for) a second one" in out + err
+
+
+@needs_state_store
+def test_a_try_asking_for_another_video_does_not_reattach(
+    emulator: GrokVideoEmulator, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Try 1 ("take 1") times out while its video is processing; try 2 renders "take 2": another video.
+    emulator.add_rule(Rule(prompt_contains="take 1", generation_seconds=3.5))
+    run = run_dag("grok_test_prompt_per_try")
+    assert states(run) == {"create": "success"}
+    assert tries(run) == {-1: 2}
+    prompts = sorted(task.prompt for task in emulator.tasks.values())
+    assert prompts == ["a fox, take 1", "a fox, take 2"]
+    [second] = [t for t in emulator.tasks.values() if t.prompt.endswith("take 2")]
+    assert video_url_xcom(run) == f"{emulator.base_url}/videos/{second.task_id}.mp4"
+    out, err = capfd.readouterr()
+    [first] = [t for t in emulator.tasks.values() if t.prompt.endswith("take 1")]
+    assert f"for video {first.task_id}, but this try asks for another video (changed: prompt)" in out + err
+
+
+def _age_once_the_first_try_is_gone(emulator: GrokVideoEmulator, days: float) -> threading.Thread:
+    """Once try 1 (polling every 0.2 s) has stopped querying, make its video ``days`` old."""
+
+    def age() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            requests = emulator.requests
+            if emulator.tasks and requests and time.time() - requests[-1].time > 0.8:
+                [task] = emulator.tasks.values()
+                task.created -= days * 86400
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=age, daemon=True)
+    thread.start()
+    return thread
+
+
+@needs_state_store
+def test_a_finished_video_whose_url_expired_is_not_handed_on(
+    emulator: GrokVideoEmulator, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Try 1 times out while its video is processing; before try 2 (2 s later) the video is 4 days old.
+    emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=3.5, times=1))
+    ager = _age_once_the_first_try_is_gone(emulator, days=4)
+    run = run_dag("grok_test_retry_after_failure")
+    ager.join()
+    assert states(run) == {"create": "success"}
+    assert tries(run) == {-1: 2}
+    assert emulator.creates == 2
+    old, new = sorted(emulator.tasks.values(), key=lambda task: task.created)
+    assert video_url_xcom(run) == f"{emulator.base_url}/videos/{new.task_id}.mp4"
+    out, err = capfd.readouterr()
+    assert f"made video {old.task_id}, but its URL has expired (video URLs live 3 days" in out + err
+
+
+@needs_state_store
+def test_the_video_id_is_logged_and_named_when_the_ledger_cannot_be_written(
+    emulator: GrokVideoEmulator, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_grok_video.operators._ledger import CreateLedger
+
+    def broken(*args: object) -> None:
+        raise OSError("the state store is gone")
+
+    monkeypatch.setattr(CreateLedger, "created", broken)
+    run = run_dag("grok_test_create_retries")  # retries=2
+    assert states(run) == {"create": "failed"}
+    assert tries(run) == {-1: 1}
+    assert emulator.creates == 1
+    [video_id] = list(emulator.tasks)
+    out, err = capfd.readouterr()
+    logs = out + err
+    assert f"Created Grok video task {video_id}" in logs
+    assert f"Created (and paid for) video task {video_id}, but could not record it" in logs
+    assert logs.index(f"Created Grok video task {video_id}") < logs.index("Created (and paid for)")

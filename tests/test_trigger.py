@@ -125,6 +125,32 @@ async def test_timeout_event_at_end_time(emulator: GrokVideoEmulator) -> None:
     assert 0.9 <= time.monotonic() - started < 2.0
 
 
+async def test_a_video_done_just_before_the_deadline_is_not_lost(emulator: GrokVideoEmulator) -> None:
+    # Polling every 10 s with a 2 s timeout: the query after the first one would fall after
+    # end_time, so the trigger must make its last query at end_time, when the video is done.
+    emulator.add_rule(Rule(prompt_contains="late", generation_seconds=1.5))
+    task_id = create("a late fox")
+    trigger = GrokVideoTrigger(task_id, "grok_video_default", poll_interval=10, end_time=time.time() + 2)
+    [event] = await run_trigger(trigger)
+    assert event["status"] == "success"
+
+
+@pytest.mark.parametrize(("seconds", "status"), [(0.2, "success"), (600, "timeout")])
+async def test_a_trigger_started_after_its_end_time_looks_once(
+    emulator: GrokVideoEmulator, seconds: float, status: str
+) -> None:
+    # A triggerer that was down past end_time: one query decides between the video and a timeout.
+    emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=seconds))
+    task_id = create()
+    time.sleep(0.5)
+    trigger = GrokVideoTrigger(task_id, "grok_video_default", poll_interval=5, end_time=time.time() - 60)
+    started = time.monotonic()
+    [event] = await run_trigger(trigger)
+    assert event["status"] == status
+    assert emulator.count("GET") == 1
+    assert time.monotonic() - started < 1
+
+
 async def test_transient_faults_do_not_end_the_wait(emulator: GrokVideoEmulator) -> None:
     task_id = create()
     emulator.inject(Fault("status", status=503, times=2, method="GET"))

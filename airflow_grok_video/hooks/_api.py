@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoAuthError, GrokVideoRequestError
 
@@ -18,6 +20,8 @@ QUERY_PATH = "/api/open-api/v1/videos/{task_id}"
 SUCCESS_CODE = "20000"
 #: The XCom key under which the sensor and the waiting create operator push the video URL.
 VIDEO_URL_XCOM_KEY = "video_url"
+#: How long the API keeps ``result.video_url`` valid after the video is done (its docs: 3 days).
+VIDEO_URL_LIFETIME = timedelta(days=3)
 
 WAITING_STATUSES = frozenset({"queued", "pending", "submitted", "processing"})
 SUCCESS_STATUSES = frozenset({"completed", "success"})
@@ -77,7 +81,9 @@ def unwrap(
             retry_after=retry_after,
         )
     if code != SUCCESS_CODE or not 200 <= http_status < 300:
-        refused = 400 <= http_status < 500 and not transient
+        # The API answered "no" with its own code: the same request gets the same answer. A 5xx
+        # (or 408/429) says "later" instead, and stays retryable.
+        refused = not transient
         raise (GrokVideoRequestError if refused else GrokVideoAPIError)(
             f"{what}: API error ({detail})",
             http_status=http_status,
@@ -89,9 +95,40 @@ def unwrap(
     data = envelope.get("data")
     if not isinstance(data, dict):
         raise GrokVideoAPIError(
-            f"{what}: the API's answer has no 'data' object ({detail})", http_status=http_status, code=code
+            f"{what}: the API's answer has no 'data' object ({detail}); it sent {answer_text(envelope)}",
+            http_status=http_status,
+            code=code,
+            msg=msg,
         )
     return data
+
+
+def answer_text(answer: Any, limit: int = 300) -> str:
+    """
+    The API's JSON answer as compact text for a message, cut at ``limit`` characters.
+
+    Only the body is shown: never a header, so never the key.
+
+    :param answer: the decoded JSON (an envelope, or its ``data``).
+    :param limit: the longest text returned.
+    """
+    text = json.dumps(answer, ensure_ascii=False, separators=(",", ":"), default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def url_for_logs(url: str) -> str:
+    """
+    A video URL as logs and messages may show it: without its query string and fragment.
+
+    The API's video URLs may be signed, and the signature (in the query) grants access.
+
+    :param url: the URL.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 def require(data: dict[str, Any], key: str, *, what: str) -> str:
@@ -103,8 +140,12 @@ def require(data: dict[str, Any], key: str, *, what: str) -> str:
     :param what: the call, for messages.
     """
     value = data.get(key)
-    if not isinstance(value, str | int) or isinstance(value, bool) or str(value) == "":
-        raise GrokVideoAPIError(f"{what}: the API's answer lacks the field {key!r}", code=SUCCESS_CODE)
+    if not isinstance(value, str | int) or isinstance(value, bool) or str(value).strip() == "":
+        raise GrokVideoAPIError(
+            f"{what}: the API's answer lacks the field {key!r}; its data was {answer_text(data)}",
+            http_status=200,
+            code=SUCCESS_CODE,
+        )
     return str(value)
 
 
@@ -160,6 +201,18 @@ class VideoTask:
     def failed(self) -> bool:
         """The API gave up on the video."""
         return self.status == FAILED_STATUS
+
+    def url_expired(self, now: float) -> bool:
+        """
+        Whether a done video's URL has outlived :data:`VIDEO_URL_LIFETIME`.
+
+        Counted from ``completed_at`` (from ``created_at`` when the API omits it); a video whose
+        times are unknown is taken as live.
+
+        :param now: the current Unix time.
+        """
+        done_at = self.completed_at or self.created_at
+        return self.succeeded and done_at is not None and now > done_at + VIDEO_URL_LIFETIME.total_seconds()
 
     @property
     def known_status(self) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoUncertainCreateError
+from airflow_grok_video.hooks._api import SUCCESS_CODE
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -33,16 +34,22 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def create_never_reached_server(error: GrokVideoAPIError) -> bool:
+def create_not_accepted(error: GrokVideoAPIError) -> bool:
     """
-    Whether a failed create certainly did not create a video, so sending it again is safe.
+    Whether a failed create certainly did not create (nor bill) a video.
 
-    True when the request was never sent (connection refused, DNS failure, connect timeout) or
-    the server refused it with 429 Too Many Requests.
+    Only these prove it: the request never reached the API (connection refused, DNS failure,
+    connect timeout, a failed TLS handshake, a proxy that refused the connection), HTTP 429 Too
+    Many Requests, or the API's own refusal (an envelope error code with an HTTP status other than
+    5xx). Anything else (a timeout or reset after sending, a 5xx, a body that is not the API's,
+    a success without a usable task id) may hide an accepted, billed video.
 
     :param error: the failure of one create request.
     """
-    return not error.sent or error.http_status == 429
+    if not error.sent or error.http_status == 429:
+        return True
+    refused_by_api = error.code is not None and error.code != SUCCESS_CODE
+    return refused_by_api and error.http_status is not None and error.http_status < 500
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ class RetryPolicy:
         """
         if not error.transient or attempt >= self.max_attempts:
             return None
-        if creates and not create_never_reached_server(error):
+        if creates and not create_not_accepted(error):
             return None
         if error.retry_after is not None:
             wait = min(error.retry_after, self.max_retry_after)
@@ -90,23 +97,24 @@ class RetryPolicy:
         """
         The exception to raise once retrying stops.
 
-        A create that failed after it may have reached the server becomes a
-        :class:`~airflow_grok_video.exceptions.GrokVideoUncertainCreateError`.
+        A create that may have been accepted becomes a
+        :class:`~airflow_grok_video.exceptions.GrokVideoUncertainCreateError`, which Airflow does not
+        retry (each retry could pay again). The API's refusals are already
+        :class:`~airflow_grok_video.exceptions.GrokVideoRequestError` (see ``unwrap``).
 
         :param error: the last failure.
         :param attempts: how many requests were sent.
         :param creates: whether the request creates (and bills) a video.
         """
         tried = "" if attempts == 1 else f" (gave up after {attempts} attempts)"
-        if creates and error.transient and not create_never_reached_server(error):
+        if creates and not create_not_accepted(error):
             return GrokVideoUncertainCreateError(
                 f"{error}{tried}. The create request may have reached the API, so a video may have been "
-                "created and billed, and its task id is unknown. It is not sent again, to avoid paying "
+                "created and billed, and its video task id is unknown. It is not sent again, to avoid paying "
                 "twice: check the account's video tasks before running this task again.",
                 http_status=error.http_status,
                 code=error.code,
                 msg=error.msg,
-                transient=False,
             )
         if not tried:
             return error

@@ -15,12 +15,13 @@ from airflow_grok_video.exceptions import (
     GrokVideoGenerationFailed,
     GrokVideoUncertainCreateError,
 )
-from airflow_grok_video.hooks._api import VIDEO_URL_XCOM_KEY, VideoTask
+from airflow_grok_video.hooks._api import VIDEO_URL_LIFETIME, VIDEO_URL_XCOM_KEY, VideoTask, url_for_logs
 from airflow_grok_video.hooks._params import MODEL, build_create_body
 from airflow_grok_video.hooks._polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule
+from airflow_grok_video.hooks._retry import create_not_accepted
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
 from airflow_grok_video.links.grok_video import GrokVideoLink
-from airflow_grok_video.operators._ledger import CreateLedger, CreateRecord
+from airflow_grok_video.operators._ledger import CreateLedger, CreateRecord, fingerprint
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -139,9 +140,10 @@ class GrokCreateVideoOperator(BaseOperator):
             orientation=self.orientation,
             model=self.model,
         )
+        digests = fingerprint(body)
         ledger = self._ledger(context)
-        earlier = self._reattach(ledger, context) if ledger else None
-        video_task_id = earlier.task_id if earlier else self._create(body, ledger, context)
+        earlier = self._reattach(ledger, digests, context) if ledger else None
+        video_task_id = earlier.task_id if earlier else self._create(body, digests, ledger)
         if self.wait_for_completion and not (earlier and earlier.succeeded):
             self._wait(video_task_id, context)
         return video_task_id
@@ -176,17 +178,28 @@ class GrokCreateVideoOperator(BaseOperator):
             )
         return ledger
 
-    def _reattach(self, ledger: CreateLedger, context: Context) -> VideoTask | None:
-        """Return the video an earlier try bought and that is still worth having, as it stands now."""
+    def _reattach(self, ledger: CreateLedger, digests: dict[str, str], context: Context) -> VideoTask | None:
+        """Return the video an earlier try bought for this same request, if it is still worth having."""
         record = ledger.previous()
         if record is None:
+            return None
+        changed = record.changed_fields(digests)
+        if changed:
+            earlier = f"video {record.video_task_id}" if record.video_task_id else "a video of unknown id"
+            self.log.warning(
+                "Creating a new video: %s for %s, but this try asks for another video (changed: %s); "
+                "that earlier create stays billed.",
+                record.describe(),
+                earlier,
+                ", ".join(changed),
+            )
             return None
         if record.video_task_id is None:
             self._refuse_or_accept_uncertain(record)
             return None
         task = self._known_task(record.video_task_id)
-        if task is None or task.failed:
-            why = "the API no longer knows it" if task is None else f"it failed ({task.error_message})"
+        why = self._not_worth_having(task)
+        if task is None or why:
             self.log.warning(
                 "Creating a new video: %s made video %s, but %s", record.describe(), record.video_task_id, why
             )
@@ -198,6 +211,20 @@ class GrokCreateVideoOperator(BaseOperator):
         if task.succeeded and task.video_url:
             self._done(context, task.task_id, task.video_url)
         return task
+
+    @staticmethod
+    def _not_worth_having(task: VideoTask | None) -> str | None:
+        """Why an earlier try's video cannot be handed on (``None`` when it can)."""
+        if task is None:
+            return "the API no longer knows it"
+        if task.failed:
+            return f"it failed ({task.error_message})"
+        if task.url_expired(time.time()):
+            return (
+                f"its URL has expired (video URLs live {VIDEO_URL_LIFETIME.days} days after the video is "
+                "done); a copy kept by an earlier run is not affected"
+            )
+        return None
 
     def _refuse_or_accept_uncertain(self, record: CreateRecord) -> None:
         message = (
@@ -219,21 +246,17 @@ class GrokCreateVideoOperator(BaseOperator):
             raise
         return VideoTask.from_data(data, video_task_id=video_task_id)
 
-    def _create(self, body: dict[str, Any], ledger: CreateLedger | None, context: Context) -> str:
-        if ledger:
-            ledger.in_flight()
+    def _create(self, body: dict[str, Any], digests: dict[str, str], ledger: CreateLedger | None) -> str:
+        sent = ledger.in_flight(digests) if ledger else None
         try:
             data = self.hook.create_video(**body)
-        except GrokVideoUncertainCreateError:
-            self._count("uncertain_create")
-            raise  # the in-flight record stays: a later try must not buy another
-        except Exception:
-            if ledger:
-                ledger.clear()  # the server refused it or never got it: nothing was bought
-            raise
+        except GrokVideoAPIError as error:
+            if isinstance(error, GrokVideoUncertainCreateError):
+                self._count("uncertain_create")
+            if ledger and create_not_accepted(error):
+                ledger.clear()  # the API certainly did not accept it: nothing was bought
+            raise  # otherwise the in-flight record stays: a later try must not buy another
         video_task_id = str(data["task_id"])
-        if ledger:
-            ledger.created(video_task_id)
         self._count("created")
         self.log.info(
             "Created Grok video task %s (model %s, %s s)",
@@ -241,6 +264,15 @@ class GrokCreateVideoOperator(BaseOperator):
             data.get("model", body["model"]),
             body["duration"],
         )
+        if ledger and sent:
+            try:
+                ledger.created(sent, video_task_id)
+            except Exception as exc:
+                raise AirflowFailException(
+                    f"Created (and paid for) video task {video_task_id}, but could not record it in the "
+                    f"task state store ({type(exc).__name__}: {exc}). A retry would take the create as "
+                    f"uncertain: use video task {video_task_id} (e.g. with GrokVideoSensor) instead."
+                ) from exc
         return video_task_id
 
     # -- waiting --------------------------------------------------------------------------
@@ -259,9 +291,8 @@ class GrokCreateVideoOperator(BaseOperator):
             )
         deadline = time.time() + self.timeout
         schedule = PollSchedule(self.poll_interval, self.max_poll_interval)
-        delay = schedule.first_delay()
-        while True:
-            time.sleep(max(0.0, min(delay, deadline - time.time())))
+        time.sleep(min(schedule.first_delay(), self.timeout))
+        while True:  # the last query is made at the deadline
             data = self.hook.get_video_task(video_task_id, deadline=deadline)
             task = VideoTask.from_data(data, video_task_id=video_task_id)
             if task.succeeded and task.video_url:
@@ -270,15 +301,20 @@ class GrokCreateVideoOperator(BaseOperator):
             if task.failed:
                 self._count("failed")
                 raise GrokVideoGenerationFailed(video_task_id, task.error_message)
-            if time.time() >= deadline:
-                raise AirflowException(f"Grok video task {video_task_id} did not finish in {self.timeout:g}s")
-            delay = schedule.next_delay(task, time.time())
+            now = time.time()
+            if now >= deadline:
+                raise AirflowException(
+                    f"Grok video task {video_task_id} did not finish in {self.timeout:g}s "
+                    f"(last seen: {task.describe()})"
+                )
+            delay = min(schedule.next_delay(task, now), deadline - now)
             self.log.info(
                 "Grok video task %s: %s; next query in %.1fs", video_task_id, task.describe(), delay
             )
+            time.sleep(delay)
 
     def _done(self, context: Context, video_task_id: str, video_url: str) -> None:
-        self.log.info("Grok video task %s: completed, %s", video_task_id, video_url)
+        self.log.info("Grok video task %s: completed, %s", video_task_id, url_for_logs(video_url))
         context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=video_url)
 
     def _count(self, event: str) -> None:

@@ -16,7 +16,7 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_grok_video import metrics
 from airflow_grok_video.exceptions import GrokVideoGenerationFailed
-from airflow_grok_video.hooks._api import VIDEO_URL_XCOM_KEY, VideoTask
+from airflow_grok_video.hooks._api import VIDEO_URL_XCOM_KEY, VideoTask, url_for_logs
 from airflow_grok_video.hooks._polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
 from airflow_grok_video.links.grok_video import GrokVideoLink
@@ -79,8 +79,7 @@ class GrokVideoSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         """Wait in the worker (poke or reschedule mode) or defer to the triggerer."""
         if not self.deferrable:
-            if not self.reschedule:
-                self._deadline = time.time() + self.timeout
+            self._deadline = self._started(context) + self.timeout
             return super().execute(context)
         from airflow_grok_video.triggers.grok_video import defer_until_done
 
@@ -93,6 +92,11 @@ class GrokVideoSensor(BaseSensorOperator):
             max_poll_interval=self.max_poll_interval,
             timeout=self.timeout,
         )
+
+    def _started(self, context: Context) -> float:
+        """Unix time the wait began: this try's start, or in reschedule mode its first poke's."""
+        first = context["ti"].get_first_reschedule_date(context) if self.reschedule else None
+        return first.timestamp() if first else time.time()
 
     def poke(self, context: Context) -> PokeReturnValue:
         """Query the task once; done when it has a video URL, failed when the API says so."""
@@ -120,6 +124,6 @@ class GrokVideoSensor(BaseSensorOperator):
         except GrokVideoGenerationFailed:
             metrics.count("failed", dag_id=self.dag_id, task_id=self.task_id)
             raise
-        self.log.info("Grok video task %s: completed, %s", self.video_task_id, video_url)
+        self.log.info("Grok video task %s: completed, %s", self.video_task_id, url_for_logs(video_url))
         context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=video_url)
         return video_url

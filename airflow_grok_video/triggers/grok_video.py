@@ -90,9 +90,7 @@ class GrokVideoTrigger(BaseTrigger):
     async def _wait(self, hook: GrokVideoHook) -> dict[str, Any]:
         schedule = PollSchedule(self.poll_interval, self.max_poll_interval)
         await self._sleep(schedule.first_delay())
-        while True:
-            if time.time() >= self.end_time:
-                return self._event("timeout", f"Grok video task {self.video_task_id} did not finish in time")
+        while True:  # the last query is made at end_time (at once by a triggerer that starts later)
             try:
                 data = await hook.aget_video_task(self.video_task_id, deadline=self.end_time)
                 task = VideoTask.from_data(data, video_task_id=self.video_task_id)
@@ -113,9 +111,15 @@ class GrokVideoTrigger(BaseTrigger):
                 return self._event(
                     "failed", f"Grok video task {task.task_id} failed", error_message=task.error_message
                 )
-            delay = schedule.next_delay(task, time.time())
+            now = time.time()
+            if now >= self.end_time:
+                return self._event(
+                    "timeout",
+                    f"Grok video task {task.task_id} did not finish in time (last seen: {task.describe()})",
+                )
+            delay = min(schedule.next_delay(task, now), self.end_time - now)
             self.log.info("Grok video task %s: %s; next query in %.1fs", task.task_id, task.describe(), delay)
-            await self._sleep(delay)
+            await asyncio.sleep(delay)
 
     async def _sleep(self, delay: float) -> None:
         await asyncio.sleep(max(0.0, min(delay, self.end_time - time.time())))

@@ -55,6 +55,20 @@ create_dag(
     retries=1,
     retry_delay=timedelta(seconds=3),
 )
+# Each try asks for another video: its prompt names the try.
+with DAG("grok_test_prompt_per_try", schedule=None, start_date=START):
+    GrokCreateVideoOperator(
+        task_id="create",
+        prompt="a fox, take {{ ti.try_number }}",
+        image_url=IMAGE,
+        wait_for_completion=True,
+        deferrable=False,
+        poll_interval=0.2,
+        max_poll_interval=None,
+        execution_timeout=timedelta(seconds=2),
+        retries=1,
+        retry_delay=timedelta(0),
+    )
 create_dag("grok_test_create_retries", retries=2, retry_delay=timedelta(0))
 create_dag("grok_test_create_not_durable", retries=2, retry_delay=timedelta(0), durable=False)
 create_dag(

@@ -39,6 +39,7 @@ for _mode, _deferrable in (("poke", False), ("deferrable", True)):
         soft_fail=True,
         max_poll_interval=None,
     )
+video_dag("grok_test_timeout_reschedule", deferrable=False, mode="reschedule", timeout=1)
 
 with DAG("grok_test_templated_invalid", schedule=None, start_date=START, params={"prompt": "  "}):
     GrokCreateVideoOperator(
