@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from airflow.providers.common.compat.sdk import BaseHook
 
@@ -23,10 +23,9 @@ from airflow_grok_video.hooks._params import MODEL, build_create_body
 from airflow_grok_video.hooks._retry import RetryPolicy, parse_retry_after
 
 if TYPE_CHECKING:
-    import requests
     from airflow.sdk import Connection
 
-    from airflow_grok_video.hooks._http import AsyncClient, SyncHttp
+    from airflow_grok_video.hooks._http import AsyncClient, HttpSettings, SyncClient
 
 __all__ = ["DEFAULT_BASE_URL", "GrokVideoHook", "RetryPolicy", "VideoTask"]
 
@@ -40,9 +39,15 @@ class GrokVideoHook(BaseHook):
     Bearer token. Failed queries are retried with backoff (see :class:`RetryPolicy`); a create is
     retried only when the server cannot have accepted it.
 
+    The connection's extras (proxies, CA bundle, client certificate, timeout, headers) apply the
+    same way to the sync calls (``requests``, in a worker) and the async ones (``aiohttp``, in a
+    triggerer): both read them through one function of :mod:`airflow_grok_video.hooks._http`.
+
     :param grok_conn_id: the Airflow connection id.
-    :param connect_timeout: seconds to wait for a connection to the API.
-    :param read_timeout: seconds to wait for the API's answer once connected.
+    :param connect_timeout: seconds to wait for a connection to the API; ``None`` (the default)
+        takes the connection's ``timeout`` extra, else 10 s.
+    :param read_timeout: seconds to wait for the API's answer once connected; ``None`` (the
+        default) takes the connection's ``timeout`` extra, else 60 s.
     :param retry_policy: how failed requests are retried; the default suits most users.
     """
 
@@ -55,8 +60,8 @@ class GrokVideoHook(BaseHook):
         self,
         grok_conn_id: str = default_conn_name,
         *,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 60.0,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
         retry_policy: RetryPolicy | None = None,
     ) -> None:
         super().__init__()
@@ -64,7 +69,7 @@ class GrokVideoHook(BaseHook):
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.retry_policy = retry_policy or RetryPolicy()
-        self._sync: tuple[SyncHttp, requests.Session] | None = None
+        self._sync: SyncClient | None = None
         self._async: AsyncClient | None = None
 
     def __repr__(self) -> str:
@@ -117,7 +122,10 @@ class GrokVideoHook(BaseHook):
         )
         what = "create video"
         data = self._call_sync("POST", CREATE_PATH, body, what=what, creates=True, deadline=None)
-        require(data, "task_id", what=what)
+        try:
+            require(data, "task_id", what=what)
+        except GrokVideoAPIError as error:  # accepted, so billed, with no id to find it by
+            raise self.retry_policy.final_error(error, 1, creates=True) from None
         return data
 
     def get_video_task(self, video_task_id: str, *, deadline: float | None = None) -> dict[str, Any]:
@@ -137,10 +145,11 @@ class GrokVideoHook(BaseHook):
         """
         Query a video task without blocking the event loop; the async twin of :meth:`get_video_task`.
 
-        The connection is resolved once per hook (through the HTTP provider's ``HttpAsyncHook``, so
-        its extras such as proxies apply). The ``aiohttp`` session is shared by every hook on the
-        same connection in the same event loop (in a triggerer: every wait on that connection);
-        give it back with :meth:`aclose`.
+        The connection is resolved once per hook and event loop, with the same rules as the sync
+        calls (its extras such as proxies, CA bundle and client certificate apply alike). The
+        ``aiohttp`` session is shared by every hook on the same connection in the same event loop
+        (in a triggerer: every wait on that connection); give it back with :meth:`aclose`. A hook
+        used from another event loop (a second ``asyncio.run``) gets a new client there.
 
         :param video_task_id: the API's task id.
         :param deadline: Unix time after which no retry is started.
@@ -161,7 +170,12 @@ class GrokVideoHook(BaseHook):
             attempt += 1
 
     async def aclose(self) -> None:
-        """Give back the HTTP session the async calls used (shared per connection and event loop)."""
+        """
+        Give back the HTTP session the async calls used (shared per connection and event loop).
+
+        Call it in the loop the calls ran in; from another loop, a session whose loop has closed
+        is let go without touching that loop.
+        """
         if self._async is not None:
             client, self._async = self._async, None
             await client.close()
@@ -216,59 +230,52 @@ class GrokVideoHook(BaseHook):
         )
 
     def _send_sync(self, method: str, path: str, body: dict[str, Any] | None, what: str) -> dict[str, Any]:
-        import requests
-
-        from airflow_grok_video.hooks._http import requests_error
-
-        http, session = self._sync_client()
-        request = session.prepare_request(requests.Request(method, http.url_from_endpoint(path), json=body))
-        options = {
-            **http.merged_extra,
-            "check_response": False,
-            "timeout": (self.connect_timeout, self.read_timeout),
-        }
-        try:
-            response = http.run_and_check(session, request, options)
-            content = response.content
-        except requests.RequestException as exc:
-            raise requests_error(exc, what) from exc
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return unwrap(response.status_code, content, what=what, retry_after=retry_after)
+        answer = self._sync_client().request(method, path, body, what)
+        retry_after = parse_retry_after(answer.retry_after)
+        return unwrap(answer.status, answer.body, what=what, retry_after=retry_after)
 
     async def _send_async(self, path: str, what: str) -> dict[str, Any]:
-        import aiohttp
-
-        from airflow_grok_video.hooks._http import aiohttp_error
-
         client = await self._async_client()
-        try:
-            async with client.session.get(client.base_url + path, **client.options) as response:
-                content = await response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise aiohttp_error(exc, what) from exc
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return unwrap(response.status, content, what=what, retry_after=retry_after)
+        answer = await client.get(path, what)
+        retry_after = parse_retry_after(answer.retry_after)
+        return unwrap(answer.status, answer.body, what=what, retry_after=retry_after)
 
-    def _sync_client(self) -> tuple[SyncHttp, requests.Session]:
+    def _settings(self, conn: Connection) -> HttpSettings:
+        """The connection's HTTP settings, one reading for both paths; warns of ignored extras."""
+        from airflow_grok_video.hooks._http import resolve_settings
+
+        settings = resolve_settings(
+            conn, base_url_of(conn), connect_timeout=self.connect_timeout, read_timeout=self.read_timeout
+        )
+        if settings.ignored:
+            self.log.warning(
+                "Connection %r: the extras %s are not supported by the Grok video connection and are ignored",
+                self.grok_conn_id,
+                ", ".join(settings.ignored),
+            )
+        return settings
+
+    def _sync_client(self) -> SyncClient:
         if self._sync is None:
-            from airflow_grok_video.hooks._http import SyncHttp, http_connection
+            from airflow_grok_video.hooks._http import SyncClient
 
-            conn = self.get_connection(self.grok_conn_id)
-            base_url = base_url_of(conn)
-            http = SyncHttp(http_connection(conn, base_url), method="GET")
-            self._sync = http, http.get_conn(headers=_auth_header(conn))
+            self._sync = SyncClient(self._settings(self.get_connection(self.grok_conn_id)))
         return self._sync
 
     async def _async_client(self) -> AsyncClient:
-        if self._async is None:
-            from airflow.providers.common.compat.connection import get_async_connection
+        """The hook's client in the running event loop; a client made in another loop is let go."""
+        client = self._async
+        if client is not None and client.loop is asyncio.get_running_loop():
+            return client
+        if client is not None:
+            self._async = None
+            await client.close()
+        from airflow.providers.common.compat.connection import get_async_connection
 
-            from airflow_grok_video.hooks._http import AsyncClient
+        from airflow_grok_video.hooks._http import AsyncClient
 
-            conn = await get_async_connection(self.grok_conn_id, hook=self)
-            self._async = await AsyncClient.open(
-                conn, base_url_of(conn), _auth_header(conn), self.connect_timeout, self.read_timeout
-            )
+        conn = await get_async_connection(self.grok_conn_id, hook=self)
+        self._async = AsyncClient.open(str(conn.conn_id), self._settings(conn))
         return self._async
 
 
@@ -277,25 +284,29 @@ def base_url_of(conn: Connection) -> str:
     The API's base URL for a connection: its host, ``https://www.jimmyai.cn`` when empty.
 
     A host without a scheme gets ``https://`` (the key must not travel in clear text by accident).
+    The connection's port goes into the URL's authority, before any path (``gw.example.com/jimmy``
+    with port 8443 gives ``https://gw.example.com:8443/jimmy``), unless the host names a port
+    itself. A query or fragment is dropped: the API's paths are appended to the base URL.
 
     :param conn: the Grok video connection.
+    :raises GrokVideoAPIError: (not sent) when the host is not a usable URL.
     """
-    host = (conn.host or "").strip().rstrip("/")
+    host = (conn.host or "").strip()
     if not host:
         return DEFAULT_BASE_URL
-    if "://" not in host:
-        host = f"https://{host}"
-    if conn.port and urlparse(host).port is None:
-        host = f"{host}:{conn.port}"
-    return host
-
-
-def _auth_header(conn: Connection) -> dict[str, str]:
-    if not conn.password:
-        raise GrokVideoAuthError(
-            f"Connection {conn.conn_id!r} has no API key: put the key (sk_...) in its password field"
+    parts = urlsplit(host if "://" in host else f"https://{host}")
+    try:
+        port = parts.port
+    except ValueError:
+        port, parts = None, parts._replace(netloc="")
+    if not parts.hostname:
+        raise GrokVideoAPIError(
+            f"Connection {conn.conn_id!r}: its host must be a URL such as https://www.jimmyai.cn, "
+            "optionally with a port and a path",
+            sent=False,
         )
-    return {"Authorization": f"Bearer {conn.password}"}
+    netloc = parts.netloc if port is not None or not conn.port else f"{parts.netloc}:{conn.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
 def _query_path(video_task_id: str) -> str:
