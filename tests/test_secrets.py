@@ -77,3 +77,24 @@ def test_key_not_in_reprs_exceptions_or_trigger_kwargs(
     texts = [repr(hook), repr(trigger), str(trigger.serialize()), repr(operator), repr(sensor)]
     texts += [f"{e!s} {e!r} {e.__cause__!r}" for e in errors]
     assert [t for t in texts if SENTINEL in t] == []
+
+
+SIGNATURE = "Signature=SIGSENTINEL_91c3e0"
+
+
+@pytest.mark.parametrize(
+    "dag_id", ["grok_test_deferrable", "grok_test_poke", "grok_test_wait_worker", "grok_test_wait_deferred"]
+)
+def test_signed_video_url_is_handed_on_but_never_logged(
+    emulator: GrokVideoEmulator, capfd: pytest.CaptureFixture[str], dag_id: str
+) -> None:
+    emulator.add_rule(Rule(prompt_contains="fox", url_query=SIGNATURE))
+    run = run_dag(dag_id)
+    assert set(states(run).values()) == {"success"}
+    [video_id] = list(emulator.tasks)
+    url = f"{emulator.base_url}/videos/{video_id}.mp4"
+    pulled = [ti.xcom_pull(task_ids=ti.task_id, key="video_url") for ti in run.get_task_instances()]
+    assert f"{url}?{SIGNATURE}" in pulled  # downstream tasks get the working, signed URL
+    out, err = capfd.readouterr()
+    assert f"Grok video task {video_id}: completed" in out + err
+    assert "SIGSENTINEL" not in out + err

@@ -63,6 +63,8 @@ class Rule:
     :param status_spelling: the status reported once done (``completed``, or the FAQ's ``success``).
     :param times: how many creates it applies to (every one when ``None``).
     :param processing_status: the status reported while generating (e.g. an undocumented ``rendering``).
+    :param url_query: a query string appended to ``result.video_url`` (e.g. a signature), ignored
+        when the video is downloaded.
     """
 
     prompt_contains: str
@@ -72,6 +74,7 @@ class Rule:
     status_spelling: str = "completed"
     times: int | None = None
     processing_status: str = "processing"
+    url_query: str = ""
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -237,6 +240,8 @@ class VideoTask:
         if rule is not None and rule.outcome == "failed":
             return {**finished, "status": "failed", "error_message": rule.error_message}
         video_url = f"{base_url}{VIDEO_PREFIX}{self.task_id}.mp4"
+        if rule is not None and rule.url_query:
+            video_url += f"?{rule.url_query}"
         result = {"video_url": video_url, "image_url": self.image_url}
         return {
             **finished,

@@ -118,7 +118,7 @@ def answer_text(answer: Any, limit: int = 300) -> str:
 
 def url_for_logs(url: str) -> str:
     """
-    A video URL as logs and messages may show it: without its query string and fragment.
+    A video URL as logs and messages may show it: without its query string, fragment or credentials.
 
     The API's video URLs may be signed, and the signature (in the query) grants access.
 
@@ -128,7 +128,7 @@ def url_for_logs(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable URL>"
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def require(data: dict[str, Any], key: str, *, what: str) -> str:

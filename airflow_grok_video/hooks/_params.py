@@ -94,12 +94,17 @@ def _image_urls(image_url: Any, image_urls: Any) -> list[str]:
 
 
 def _url(field: str, url: Any) -> str:
-    if not isinstance(url, str) or url != url.strip() or not _is_http_url(url):
+    if not isinstance(url, str) or url != url.strip() or not is_http_url(url):
         raise GrokVideoValidationError(field, url, "must be an http:// or https:// URL string")
     return url
 
 
-def _is_http_url(url: str) -> bool:
+def is_http_url(url: str) -> bool:
+    """
+    Whether ``url`` parses as an http(s) URL with a host (and, if any, a valid port).
+
+    :param url: the text to check.
+    """
     try:
         parsed = urlparse(url)
         parsed.port  # noqa: B018 - reading it refuses a port that is not a number from 0 to 65535

@@ -16,7 +16,8 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_grok_video.exceptions import GrokVideoAPIError
-from airflow_grok_video.hooks._api import is_transient_status
+from airflow_grok_video.hooks._api import is_transient_status, url_for_logs
+from airflow_grok_video.hooks._params import is_http_url
 from airflow_grok_video.hooks._retry import RetryPolicy, parse_retry_after
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ class GrokVideoToStorageOperator(BaseOperator):
         if size is not None:
             seconds = max(time.monotonic() - started, 1e-9)
             self.log.info(
-                "Stored %d bytes of %s at %s (%.1f MB/s)", size, _shown(url), dest, size / seconds / 1e6
+                "Stored %d bytes of %s at %s (%.1f MB/s)", size, url_for_logs(url), dest, size / seconds / 1e6
             )
         return str(dest)
 
@@ -146,7 +147,7 @@ class GrokVideoToStorageOperator(BaseOperator):
                 size, received = self._write(response, partial)
             if expected is not None and received != expected:
                 raise GrokVideoAPIError(
-                    f"download of {_shown(url)}: got {received} of {expected} bytes", transient=True
+                    f"download of {url_for_logs(url)}: got {received} of {expected} bytes", transient=True
                 )
             partial.rename(dest)
             return size
@@ -157,7 +158,7 @@ class GrokVideoToStorageOperator(BaseOperator):
                 partial.unlink()
         # Raised outside the handler, so that the requests exception, whose text holds the whole URL
         # (its signed query included), is neither the cause nor the context of this one.
-        raise GrokVideoAPIError(f"download of {_shown(url)} failed ({failure})", transient=True)
+        raise GrokVideoAPIError(f"download of {url_for_logs(url)} failed ({failure})", transient=True)
 
     def _check(self, response: requests.Response, url: str, existing: ObjectStoragePath | None) -> None:
         """
@@ -168,7 +169,7 @@ class GrokVideoToStorageOperator(BaseOperator):
         :param existing: ``dest`` when it exists and must be kept, else ``None``.
         """
         status = response.status_code
-        shown = _shown(url)
+        shown = url_for_logs(url)
         if status in _EXPIRED:
             kept = ""
             if existing is not None:
@@ -202,7 +203,7 @@ class GrokVideoToStorageOperator(BaseOperator):
         held = dest.stat().st_size
         if length is None:
             raise AirflowFailException(
-                f"{dest} already exists, and the server sent no plain Content-Length for {_shown(url)} "
+                f"{dest} already exists, and the server sent no plain Content-Length for {url_for_logs(url)} "
                 "to compare it with; set overwrite=True to replace it"
             )
         if held != length:
@@ -214,7 +215,7 @@ class GrokVideoToStorageOperator(BaseOperator):
             "%s already holds the video (%d bytes, the size of %s): not copying it again",
             dest,
             held,
-            _shown(url),
+            url_for_logs(url),
         )
 
     def _write(self, response: requests.Response, partial: ObjectStoragePath) -> tuple[int, int]:
@@ -241,12 +242,7 @@ def _checked_video_url(value: object) -> str:
     text = "" if value is None else str(value).strip()
     if text.lower() in _MISSING:
         raise AirflowFailException(f"video_url is missing (got {value!r}). {_MISSING_HINT}")
-    try:
-        parts = urlsplit(text)
-        valid = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
-    except ValueError:  # e.g. an unclosed IPv6 bracket
-        valid = False
-    if not valid:
+    if not is_http_url(text):
         shown = text.split("?", 1)[0][:200]
         raise AirflowFailException(f"video_url is not an http(s) URL: {shown!r}. {_MISSING_HINT}")
     return text
@@ -283,14 +279,3 @@ def _plain_length(response: requests.Response) -> int | None:
     """
     encoding = response.headers.get("Content-Encoding", "").strip().lower()
     return _content_length(response) if encoding in ("", "identity") else None
-
-
-def _shown(url: str) -> str:
-    """
-    The URL without its query string, which may carry a signature, nor any user or password.
-
-    :param url: a URL.
-    """
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{host}{parts.path}"
