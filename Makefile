@@ -51,6 +51,10 @@ lint: install
 
 test: lint docs test-min pytest
 
+# The documentation site, built strictly (tests/test_docs.py also checks that every include expanded).
+docs: install
+	$(BIN)/mkdocs build --strict -d build/site
+
 # The tests that start a real Airflow deployment (marked slow) alone, then the rest on two processes.
 pytest: install
 	$(BIN)/python -m pytest -ra -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]

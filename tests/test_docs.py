@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import inspect
+import re
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +16,8 @@ from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
 from airflow_grok_video.sensors.grok_video import GrokVideoSensor
 from airflow_grok_video.transfers.grok_video_to_storage import GrokVideoToStorageOperator
 from airflow_grok_video.triggers.grok_video import GrokVideoTrigger
+
+REPO = Path(__file__).resolve().parent.parent
 
 PUBLIC = [
     GrokCreateVideoOperator,
@@ -63,3 +68,29 @@ def test_provider_info_imports_no_airflow() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_site_builds_strictly_with_every_example_included(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(site)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    pages = {page.relative_to(site).as_posix(): page.read_text() for page in site.rglob("*.html")}
+    left = [name for name, text in pages.items() if re.search(r"--8\s*&lt;\s*--|--8\s*<\s*--", text)]
+    assert left == [], f"snippet includes left unexpanded in {left}"
+    included = {
+        "examples/index.html": ["grok_video_example", "grok_video_fan_out", "grok_video_create_and_wait"],
+        "quickstart/index.html": ["grok_video_example"],
+        "keeping-videos/index.html": ["grok_video_keep"],
+    }
+    for page, dag_ids in included.items():
+        text = html.unescape(re.sub(r"<[^>]+>", "", pages[page]))
+        for dag_id in dag_ids:
+            assert f"def {dag_id}(" in text, f"{page} lacks {dag_id}'s code"
+        assert "GrokCreateVideoOperator(" in text, f"{page} shows no operator code"
