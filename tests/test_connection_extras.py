@@ -18,6 +18,7 @@ import pytest
 
 from airflow_grok_video.emulator import Fault, GrokVideoEmulator
 from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoUncertainCreateError
+from airflow_grok_video.get_provider_info import UI_FIELD_BEHAVIOUR
 from airflow_grok_video.hooks.grok_video import GrokVideoHook, RetryPolicy
 from tests._net import GATEWAY_HOST, ForwardProxy, Gateway, Pki, make_pki
 from tests.conftest import API_KEY
@@ -132,6 +133,18 @@ def test_default_verify_refuses_an_unknown_ca_and_says_nothing_reached_the_api(
 
 
 @pytest.mark.parametrize("path", PATHS)
+def test_ca_bundle_from_the_environment_unless_trust_env_is_off(
+    path: str, monkeypatch: pytest.MonkeyPatch, gateway: Gateway, pki: Pki, task_id: str
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pki.ca))
+    set_connection(monkeypatch, gateway.base_url)
+    assert query(path, task_id)["task_id"] == task_id
+    set_connection(monkeypatch, gateway.base_url, extra={"trust_env": False})
+    assert refused(path, task_id).sent is False
+    assert len(gateway.seen) == 1
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("verify", [False, "false"])
 def test_verify_false_skips_the_check(
     path: str, verify: Any, monkeypatch: pytest.MonkeyPatch, gateway: Gateway, task_id: str
@@ -187,10 +200,12 @@ def test_proxies_extra_forwards_plain_http(
 def test_the_forms_example_proxies_extra_tunnels_https(
     path: str, monkeypatch: pytest.MonkeyPatch, gateway: Gateway, pki: Pki, task_id: str
 ) -> None:
-    """The connection form's own placeholder shape, ``{"proxies": {"https": ...}}``, through a CONNECT."""
+    """The connection form's own placeholder extra, pointed at a real proxy: a CONNECT tunnel."""
+    placeholder = UI_FIELD_BEHAVIOUR["placeholders"]["extra"]
     with ForwardProxy(routes={f"{GATEWAY_HOST}:443": ("127.0.0.1", gateway.port)}) as proxy:
-        extra = {"proxies": {"https": proxy.url}, "verify": str(pki.ca)}
-        set_connection(monkeypatch, f"https://{GATEWAY_HOST}", extra=extra)
+        extra = json.loads(placeholder.replace("http://proxy:3128", proxy.url))
+        assert list(extra) == ["proxies"]
+        set_connection(monkeypatch, f"https://{GATEWAY_HOST}", extra={**extra, "verify": str(pki.ca)})
         assert query(path, task_id)["task_id"] == task_id
     assert [(s.method, s.target) for s in proxy.seen] == [("CONNECT", f"{GATEWAY_HOST}:443")]
     assert api_requests(gateway) == [QUERY + task_id]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import time
+import traceback
+import weakref
 from typing import Any
 
 import pytest
@@ -244,6 +248,13 @@ def test_test_connection_tells_refused_key_from_unreachable(
         ("www.jimiai.com", None, "https://www.jimiai.com"),
         ("http://127.0.0.1", 8089, "http://127.0.0.1:8089"),
         ("http://127.0.0.1:8089", 9999, "http://127.0.0.1:8089"),
+        # A path and a port: the port belongs in the authority, before the path.
+        ("https://gw.example.com:8443/jimmy", None, "https://gw.example.com:8443/jimmy"),
+        ("https://gw.example.com:8443/jimmy/", 9999, "https://gw.example.com:8443/jimmy"),
+        ("https://gw.example.com/jimmy", 8443, "https://gw.example.com:8443/jimmy"),
+        ("gw.example.com/jimmy", 8443, "https://gw.example.com:8443/jimmy"),
+        ("gw.example.com/jimmy/v1/", 8443, "https://gw.example.com:8443/jimmy/v1"),
+        ("http://[::1]/jimmy", 8089, "http://[::1]:8089/jimmy"),
     ],
 )
 def test_base_url_of_connection(host: str | None, port: int | None, expected: str) -> None:
@@ -260,3 +271,127 @@ def test_key_never_in_repr_or_errors(monkeypatch: pytest.MonkeyPatch, emulator: 
     with pytest.raises(GrokVideoAPIError) as info:
         hook.create_video(**PARAMS)
     assert API_KEY not in str(info.value) and API_KEY not in repr(info.value)
+
+
+def test_base_url_that_is_not_a_url_is_named() -> None:
+    from airflow.sdk import Connection
+
+    with pytest.raises(GrokVideoAPIError, match="its host must be a URL") as info:
+        base_url_of(Connection(conn_id="x", conn_type="grok_video", host="https://:8443/jimmy"))
+    assert info.value.sent is False
+
+
+# -- the key as secrets stores hand it over (item 7) ------------------------------------------
+
+
+def _set_key(monkeypatch: pytest.MonkeyPatch, base_url: str, key: str) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", conn_json(base_url, key))
+
+
+async def _aquery(hook: GrokVideoHook, task_id: str) -> dict[str, Any]:
+    try:
+        return await hook.aget_video_task(task_id)
+    finally:
+        await hook.aclose()
+
+
+@pytest.mark.parametrize("surrounding", ["\n", "\r\n", " \n", "\t"], ids=["lf", "crlf", "space-lf", "tab"])
+def test_key_with_surrounding_whitespace_works_on_both_paths(
+    monkeypatch: pytest.MonkeyPatch, emulator: GrokVideoEmulator, surrounding: str
+) -> None:
+    _set_key(monkeypatch, emulator.base_url, API_KEY + surrounding)
+    task_id = fast_hook().create_video(**PARAMS)["task_id"]
+    assert fast_hook().get_video_task(task_id)["task_id"] == task_id
+    assert asyncio.run(_aquery(fast_hook(), task_id))["task_id"] == task_id
+    assert [r.auth_ok for r in emulator.requests] == [True, True, True]
+
+
+BAD_KEYS = {
+    "inner-lf": (API_KEY[:8] + "\n" + API_KEY[8:], "a line break"),
+    "inner-cr": (API_KEY[:8] + "\r" + API_KEY[8:], "a line break"),
+    "nul": (API_KEY[:8] + "\x00" + API_KEY[8:], "a control character"),
+    "inner-space": (API_KEY[:8] + " " + API_KEY[8:], "whitespace"),
+    "non-ascii": (API_KEY[:8] + "\u00e9" + API_KEY[8:], "a non-ASCII character"),
+}
+
+
+def _leaks(key: str, text: str) -> list[str]:
+    """The forms of the key (raw, repr-escaped, either half) that appear in ``text``."""
+    forms = {key, repr(key)[1:-1], key.encode("unicode_escape").decode(), API_KEY[8:]}
+    return [form for form in forms if form in text]
+
+
+@pytest.mark.parametrize("name", list(BAD_KEYS))
+@pytest.mark.parametrize("path", ["create", "sync", "async"])
+def test_key_with_inner_control_characters_is_refused_before_any_request_without_quoting_it(
+    monkeypatch: pytest.MonkeyPatch,
+    emulator: GrokVideoEmulator,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    name: str,
+    path: str,
+) -> None:
+    key, problem = BAD_KEYS[name]
+    _set_key(monkeypatch, emulator.base_url, key)
+    with pytest.raises(GrokVideoAuthError) as info:
+        if path == "create":
+            fast_hook().create_video(**PARAMS)
+        elif path == "sync":
+            fast_hook().get_video_task("video_x")
+        else:
+            asyncio.run(_aquery(fast_hook(), "video_x"))
+    error = info.value
+    assert problem in str(error) and "'grok_video_default'" in str(error)
+    assert error.sent is False
+    shown = (
+        "".join(traceback.format_exception(error)) + repr(error) + caplog.text + "".join(capfd.readouterr())
+    )
+    assert _leaks(key, shown) == []
+    assert emulator.count() == 0
+
+
+# -- event loops (item 12) ----------------------------------------------------------------------
+
+
+def test_a_hook_works_from_a_second_event_loop_and_dead_loops_are_let_go(emulator: GrokVideoEmulator) -> None:
+    from airflow_grok_video.hooks import _http
+
+    task_id = GrokVideoHook().create_video(**PARAMS)["task_id"]
+    hook = fast_hook()
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def query() -> dict[str, Any]:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        return await hook.aget_video_task(task_id)
+
+    assert asyncio.run(query())["task_id"] == task_id
+    first_session = weakref.ref(hook._async.session) if hook._async else None
+    assert asyncio.run(query())["task_id"] == task_id  # "Event loop is closed" before
+    assert emulator.count("GET", QUERY) == 2
+    gc.collect()
+    # Neither the hook nor the session registry keeps the first loop (or its session) alive.
+    assert first_session is not None and first_session() is None
+    assert loops[0]() is None
+    second_session = weakref.ref(hook._async.session) if hook._async else None
+    asyncio.run(hook.aclose())  # from a third loop: the second loop's session is let go
+    assert hook._async is None
+    gc.collect()
+    assert second_session is not None and second_session() is None
+    # (asgiref, behind Airflow's get_async_connection, remembers the last loop per thread.)
+    assert [loop for loop in list(_http._SESSIONS) if loop.is_closed()] == []
+
+
+async def test_two_loops_at_once_each_get_their_own_session(emulator: GrokVideoEmulator) -> None:
+    task_id = GrokVideoHook().create_video(**PARAMS)["task_id"]
+    hook = fast_hook()
+    try:
+        await hook.aget_video_task(task_id)
+        first = hook._async
+        assert first is not None and first.loop is asyncio.get_running_loop()
+        other = await asyncio.to_thread(asyncio.run, _aquery(fast_hook(), task_id))
+        assert other["task_id"] == task_id
+        await hook.aget_video_task(task_id)
+        assert hook._async is first and not first.session.closed
+    finally:
+        await hook.aclose()
+    assert emulator.count("GET", QUERY) == 3

@@ -269,17 +269,16 @@ def _verify(conn_id: str, value: Any, trust_env: bool) -> str | Literal[False]:
         value = value.strip().lower() == "true"
     if value is False:
         return False
+    source = "the extra 'verify'"
     if value is True:
         environment = os.environ if trust_env else {}
-        return (
-            environment.get("REQUESTS_CA_BUNDLE")
-            or environment.get("CURL_CA_BUNDLE")
-            or DEFAULT_CA_BUNDLE_PATH
-        )
+        variable = next((v for v in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if environment.get(v)), None)
+        source = f"the environment variable {variable}"
+        value = DEFAULT_CA_BUNDLE_PATH if variable is None else environment[variable]
     if not isinstance(value, str) or not value.strip():
         raise _config_error(conn_id, "the extra 'verify' must be true, false or the path of a CA bundle")
     if not os.path.exists(value):
-        raise _config_error(conn_id, f"the extra 'verify' names a CA bundle that does not exist: {value}")
+        raise _config_error(conn_id, f"{source} names a CA bundle that does not exist: {value}")
     return value
 
 
@@ -418,6 +417,8 @@ def _release_session(loop: asyncio.AbstractEventLoop, conn_id: str, shared: _Sha
     ref = sessions.get(conn_id)
     if ref is not None and ref() is shared:
         del sessions[conn_id]
+    if not sessions:
+        _SESSIONS.pop(loop, None)
     return True
 
 
@@ -567,7 +568,7 @@ _HANDSHAKE_REASONS = frozenset(
     }
 )
 
-_CONNECT = "could not connect, so nothing reached the API"
+_CONNECT = "could not connect to the API, so nothing reached it"
 _TLS = "the TLS handshake failed (check the connection's verify and cert extras), so nothing reached the API"
 _PROXY = "the proxy refused the connection or could not be reached, so nothing reached the API"
 
@@ -674,11 +675,7 @@ def aiohttp_error(exc: aiohttp.ClientError | asyncio.TimeoutError, what: str) ->
 def _network_error(exc: BaseException, what: str) -> GrokVideoAPIError:
     reason = never_reached(exc)
     text = reason or "the connection failed or timed out after the request was sent"
-    # A certificate the client does not trust stays untrusted: retrying at once cannot help.
-    untrusted = any(isinstance(c, ssl.SSLCertVerificationError | ssl.CertificateError) for c in _causes(exc))
-    return GrokVideoAPIError(
-        f"{what}: {text} ({_describe(exc)})", transient=not untrusted, sent=reason is None
-    )
+    return GrokVideoAPIError(f"{what}: {text} ({_describe(exc)})", transient=True, sent=reason is None)
 
 
 def _not_built(exc: BaseException, what: str) -> GrokVideoAPIError:
