@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -217,13 +218,22 @@ def test_proxy_credentials_in_the_proxy_url(
 ) -> None:
     route = {f"{GATEWAY_HOST}:443": ("127.0.0.1", gateway.port)}
     with ForwardProxy(routes=route, credentials=("squid", "p@ss word")) as proxy:
-        extra = {
-            "proxies": {"https": proxy.url_with_credentials("squid", "p%40ss%20word")},
-            "verify": str(pki.ca),
-        }
-        set_connection(monkeypatch, f"https://{GATEWAY_HOST}", extra=extra)
+        proxy_url = proxy.url_with_credentials("squid", "p%40ss%20word")
+        set_connection(
+            monkeypatch,
+            f"https://{GATEWAY_HOST}",
+            extra={"proxies": {"https": proxy_url}, "verify": str(pki.ca)},
+        )
         assert query(path, task_id)["task_id"] == task_id
-    assert [s.method for s in proxy.seen] == ["CONNECT"]
+        wrong = proxy.url_with_credentials("squid", "WRONG-PROXY-PASSWORD")
+        set_connection(
+            monkeypatch, f"https://{GATEWAY_HOST}", extra={"proxies": {"https": wrong}, "verify": str(pki.ca)}
+        )
+        error = refused(path, task_id)
+    assert [s.method for s in proxy.seen] == ["CONNECT"] * (1 + FAST.max_attempts)
+    assert error.sent is False and "proxy" in str(error)
+    assert "WRONG-PROXY-PASSWORD" not in "".join(traceback.format_exception(error))
+    assert api_requests(gateway) == [QUERY + task_id]
 
 
 @pytest.mark.parametrize("path", PATHS)
