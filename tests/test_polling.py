@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from airflow_grok_video.hooks._api import VideoTask
-from airflow_grok_video.hooks._polling import DEFAULT_MAX_POLL_INTERVAL, END_MARGIN, PollSchedule
+from airflow_grok_video.hooks._polling import DEFAULT_MAX_POLL_INTERVAL, END_MARGIN, PollSchedule, VideoWait
 
 CREATED = 1_000_000
 
@@ -128,3 +128,27 @@ def test_defaults_need_three_queries_and_notice_the_end_within_seconds(generatio
     runs = [wait_for(generation, queue=1.0, rng=rng) for _ in range(200)]
     assert max(queries for queries, _ in runs) <= 3  # + the create: 4 requests per video
     assert statistics.mean(lag for _, lag in runs) <= 5.0
+
+
+def test_a_wait_never_sleeps_past_its_deadline_and_looks_once_more_there() -> None:
+    wait = VideoWait("video_1", PollSchedule(30.0, 120.0, started=CREATED), deadline=CREATED + 40)
+    assert 0 <= wait.first_delay(CREATED + 30) <= 10  # 15-30 s, clamped to the 10 s left
+    step = wait.step(answer("processing", 10), CREATED + 35)
+    assert (step.status, step.delay) == ("waiting", 5)  # the last query is made at the deadline
+    assert step.message == "Grok video task video_1: processing 10%; next query in 5.0s"
+    last = wait.step(answer("processing", 90), CREATED + 40)
+    assert last.status == "timeout"
+    assert last.message == "Grok video task video_1 did not finish in time (last seen: processing 90%)"
+    assert wait.first_delay(CREATED + 50) == 0  # started after its deadline: one query at once
+
+
+def test_a_wait_reads_the_end_before_the_deadline() -> None:
+    wait = VideoWait("video_1", PollSchedule(5.0), deadline=CREATED)
+    done = VideoTask("video_1", "completed", progress=100, video_url="https://v/1.mp4")
+    assert wait.step(done, CREATED + 99).status == "success"  # found at the last look: not a timeout
+    failed = wait.step(VideoTask("video_1", "failed", error_message="load"), CREATED + 99)
+    assert (failed.status, failed.task.error_message) == ("failed", "load")
+    # Done without a URL is still waiting (until the deadline).
+    assert VideoWait("v", PollSchedule(5.0), CREATED + 60).step(answer("completed", 100), CREATED).status == (
+        "waiting"
+    )

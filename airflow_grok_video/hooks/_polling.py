@@ -29,6 +29,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 from airflow_grok_video.hooks._api import SUCCESS_STATUSES, VideoTask
 
@@ -155,3 +156,67 @@ class PollSchedule:
             return self.started
         created = task.created_at + 0.5  # whole seconds: the middle of the second it names
         return created if 0 <= now - created <= MAX_TRUSTED_AGE else self.started
+
+
+@dataclass(frozen=True)
+class PollStep:
+    """
+    What one answer means for a wait.
+
+    :param status: ``success`` (the video has its URL), ``failed`` (the API gave up on it),
+        ``timeout`` (the deadline has passed) or ``waiting`` (query again after ``delay``).
+    :param task: the answer.
+    :param message: the line to log or raise, e.g.
+        ``Grok video task v1: processing 45%; next query in 37.0s``.
+    :param delay: seconds to wait before the next query, when ``waiting``.
+    """
+
+    status: Literal["success", "failed", "timeout", "waiting"]
+    task: VideoTask
+    message: str
+    delay: float = 0.0
+
+
+class VideoWait:
+    """
+    One wait for one video: when to query, and what each answer means. No I/O and no clock of its own.
+
+    Shared by every wait (the trigger, the create operator's wait in the worker, the sensor's
+    poke), which only query, call :meth:`step` and sleep. The deadline rule lives here: no wait
+    ever sleeps past the deadline, and the answer to the query made at the deadline is the last
+    one, so a video done just before the deadline is handed on.
+
+    :param video_task_id: the API's video task id.
+    :param schedule: the polling schedule.
+    :param deadline: Unix time at which the wait gives up (after one last query).
+    """
+
+    def __init__(self, video_task_id: str, schedule: PollSchedule, deadline: float) -> None:
+        self.video_task_id = video_task_id
+        self.schedule = schedule
+        self.deadline = deadline
+
+    def first_delay(self, now: float) -> float:
+        """
+        Seconds before the first query (never past the deadline).
+
+        :param now: the current Unix time.
+        """
+        return max(0.0, min(self.schedule.first_delay(), self.deadline - now))
+
+    def step(self, task: VideoTask, now: float) -> PollStep:
+        """
+        Read one answer: done, failed, timed out, or how long to wait before the next query.
+
+        :param task: the answer to the query just made.
+        :param now: Unix time of the answer.
+        """
+        name = f"Grok video task {self.video_task_id}"
+        if task.succeeded:
+            return PollStep("success", task, f"{name} completed")
+        if task.failed:
+            return PollStep("failed", task, f"{name} failed")
+        if now >= self.deadline:
+            return PollStep("timeout", task, f"{name} did not finish in time (last seen: {task.describe()})")
+        delay = min(self.schedule.next_delay(task, now), self.deadline - now)
+        return PollStep("waiting", task, f"{name}: {task.describe()}; next query in {delay:.1f}s", delay)

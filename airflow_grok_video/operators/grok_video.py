@@ -17,7 +17,7 @@ from airflow_grok_video.exceptions import (
 )
 from airflow_grok_video.hooks._api import VIDEO_URL_LIFETIME, VIDEO_URL_XCOM_KEY, VideoTask, url_for_logs
 from airflow_grok_video.hooks._params import MODEL, build_create_body
-from airflow_grok_video.hooks._polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule
+from airflow_grok_video.hooks._polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, VideoWait
 from airflow_grok_video.hooks._retry import create_not_accepted
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
 from airflow_grok_video.links.grok_video import GrokVideoLink
@@ -290,28 +290,21 @@ class GrokCreateVideoOperator(BaseOperator):
                 timeout=self.timeout,
             )
         deadline = time.time() + self.timeout
-        schedule = PollSchedule(self.poll_interval, self.max_poll_interval)
-        time.sleep(min(schedule.first_delay(), self.timeout))
-        while True:  # the last query is made at the deadline
+        wait = VideoWait(video_task_id, PollSchedule(self.poll_interval, self.max_poll_interval), deadline)
+        time.sleep(wait.first_delay(time.time()))
+        while True:
             data = self.hook.get_video_task(video_task_id, deadline=deadline)
-            task = VideoTask.from_data(data, video_task_id=video_task_id)
-            if task.succeeded and task.video_url:
-                self._done(context, video_task_id, task.video_url)
+            step = wait.step(VideoTask.from_data(data, video_task_id=video_task_id), time.time())
+            if step.status == "success" and step.task.video_url:
+                self._done(context, video_task_id, step.task.video_url)
                 return
-            if task.failed:
+            if step.status == "failed":
                 self._count("failed")
-                raise GrokVideoGenerationFailed(video_task_id, task.error_message)
-            now = time.time()
-            if now >= deadline:
-                raise AirflowException(
-                    f"Grok video task {video_task_id} did not finish in {self.timeout:g}s "
-                    f"(last seen: {task.describe()})"
-                )
-            delay = min(schedule.next_delay(task, now), deadline - now)
-            self.log.info(
-                "Grok video task %s: %s; next query in %.1fs", video_task_id, task.describe(), delay
-            )
-            time.sleep(delay)
+                raise GrokVideoGenerationFailed(video_task_id, step.task.error_message)
+            if step.status == "timeout":
+                raise AirflowException(step.message)
+            self.log.info("%s", step.message)
+            time.sleep(step.delay)
 
     def _done(self, context: Context, video_task_id: str, video_url: str) -> None:
         self.log.info("Grok video task %s: completed, %s", video_task_id, url_for_logs(video_url))

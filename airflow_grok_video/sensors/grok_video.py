@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from functools import cached_property
@@ -17,7 +18,7 @@ from airflow.providers.common.compat.sdk import (
 from airflow_grok_video import metrics
 from airflow_grok_video.exceptions import GrokVideoGenerationFailed
 from airflow_grok_video.hooks._api import VIDEO_URL_XCOM_KEY, VideoTask, url_for_logs
-from airflow_grok_video.hooks._polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule
+from airflow_grok_video.hooks._polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, VideoWait
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
 from airflow_grok_video.links.grok_video import GrokVideoLink
 
@@ -69,7 +70,7 @@ class GrokVideoSensor(BaseSensorOperator):
         self.grok_conn_id = grok_conn_id
         self.deferrable = deferrable
         self.max_poll_interval = max_poll_interval
-        self._deadline: float | None = None
+        self._wait: VideoWait | None = None
 
     @cached_property
     def hook(self) -> GrokVideoHook:
@@ -79,7 +80,7 @@ class GrokVideoSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         """Wait in the worker (poke or reschedule mode) or defer to the triggerer."""
         if not self.deferrable:
-            self._deadline = self._started(context) + self.timeout
+            self._wait = self._video_wait(deadline=self._started(context) + self.timeout)
             return super().execute(context)
         from airflow_grok_video.triggers.grok_video import defer_until_done
 
@@ -98,17 +99,22 @@ class GrokVideoSensor(BaseSensorOperator):
         first = context["ti"].get_first_reschedule_date(context) if self.reschedule else None
         return first.timestamp() if first else time.time()
 
+    def _video_wait(self, deadline: float) -> VideoWait:
+        # Airflow times the pokes, at a fixed interval.
+        return VideoWait(self.video_task_id, PollSchedule(self.poke_interval), deadline)
+
     def poke(self, context: Context) -> PokeReturnValue:
         """Query the task once; done when it has a video URL, failed when the API says so."""
-        data = self.hook.get_video_task(self.video_task_id, deadline=self._deadline)
-        task = VideoTask.from_data(data, video_task_id=self.video_task_id)
-        if task.failed:
+        wait = self._wait or self._video_wait(deadline=math.inf)
+        data = self.hook.get_video_task(self.video_task_id, deadline=wait.deadline)
+        step = wait.step(VideoTask.from_data(data, video_task_id=self.video_task_id), time.time())
+        if step.status == "failed":
             metrics.count("failed", dag_id=self.dag_id, task_id=self.task_id)
-            raise GrokVideoGenerationFailed(task.task_id, task.error_message)
-        self.log.info("Grok video task %s: %s", task.task_id, task.describe())
-        if task.succeeded:
-            context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=task.video_url)
-        return PokeReturnValue(is_done=task.succeeded, xcom_value=task.video_url)
+            raise GrokVideoGenerationFailed(self.video_task_id, step.task.error_message)
+        self.log.info("%s", step.message)  # on "timeout", Airflow's own timeout follows
+        if step.status == "success":
+            context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=step.task.video_url)
+        return PokeReturnValue(is_done=step.status == "success", xcom_value=step.task.video_url)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """

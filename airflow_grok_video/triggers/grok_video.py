@@ -17,7 +17,7 @@ from airflow_grok_video.exceptions import (
     GrokVideoRequestError,
 )
 from airflow_grok_video.hooks._api import VideoTask
-from airflow_grok_video.hooks._polling import PollSchedule
+from airflow_grok_video.hooks._polling import PollSchedule, VideoWait
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
 
 if TYPE_CHECKING:
@@ -88,12 +88,14 @@ class GrokVideoTrigger(BaseTrigger):
         yield TriggerEvent(event)
 
     async def _wait(self, hook: GrokVideoHook) -> dict[str, Any]:
-        schedule = PollSchedule(self.poll_interval, self.max_poll_interval)
-        await self._sleep(schedule.first_delay())
-        while True:  # the last query is made at end_time (at once by a triggerer that starts later)
+        wait = VideoWait(
+            self.video_task_id, PollSchedule(self.poll_interval, self.max_poll_interval), self.end_time
+        )
+        await asyncio.sleep(wait.first_delay(time.time()))
+        while True:
             try:
                 data = await hook.aget_video_task(self.video_task_id, deadline=self.end_time)
-                task = VideoTask.from_data(data, video_task_id=self.video_task_id)
+                step = wait.step(VideoTask.from_data(data, video_task_id=self.video_task_id), time.time())
             except GrokVideoAPIError as error:
                 return self._event(
                     "error",
@@ -103,26 +105,14 @@ class GrokVideoTrigger(BaseTrigger):
                     code=error.code,
                     msg=error.msg,
                 )
-            if task.succeeded:
-                return self._event(
-                    "success", f"Grok video task {task.task_id} completed", video_url=task.video_url
-                )
-            if task.failed:
-                return self._event(
-                    "failed", f"Grok video task {task.task_id} failed", error_message=task.error_message
-                )
-            now = time.time()
-            if now >= self.end_time:
-                return self._event(
-                    "timeout",
-                    f"Grok video task {task.task_id} did not finish in time (last seen: {task.describe()})",
-                )
-            delay = min(schedule.next_delay(task, now), self.end_time - now)
-            self.log.info("Grok video task %s: %s; next query in %.1fs", task.task_id, task.describe(), delay)
-            await asyncio.sleep(delay)
-
-    async def _sleep(self, delay: float) -> None:
-        await asyncio.sleep(max(0.0, min(delay, self.end_time - time.time())))
+            if step.status == "success":
+                return self._event(step.status, step.message, video_url=step.task.video_url)
+            if step.status == "failed":
+                return self._event(step.status, step.message, error_message=step.task.error_message)
+            if step.status == "timeout":
+                return self._event(step.status, step.message)
+            self.log.info("%s", step.message)
+            await asyncio.sleep(step.delay)
 
     def _event(self, status: str, message: str, **fields: Any) -> dict[str, Any]:
         return {"status": status, "message": message, "video_task_id": self.video_task_id, **fields}
