@@ -200,3 +200,23 @@ async def test_polling_never_blocks_the_event_loop(emulator: GrokVideoEmulator) 
     tick.cancel()
     assert [r[0]["status"] for r in results] == ["success"] * 5
     assert worst_lag < 0.1
+
+
+@pytest.mark.parametrize(
+    ("event", "shown"),
+    [
+        (None, "NoneType None"),
+        ({"status": "done"}, "status='done'"),
+        ({"message": "hi"}, "status=None"),
+        ({"status": "success", "video_task_id": "v"}, "without a video_url"),
+    ],
+)
+def test_an_event_the_trigger_never_sends_says_so(event: Any, shown: str) -> None:
+    from airflow.providers.common.compat.sdk import AirflowException
+
+    from airflow_grok_video.triggers.grok_video import video_url_from_event
+
+    with pytest.raises(AirflowException) as info:
+        video_url_from_event(event, timeout_error=TimeoutError)
+    assert shown in str(info.value)
+    assert type(info.value) is AirflowException  # not mistaken for an API error or a failed video

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from airflow.providers.common.compat.sdk import AirflowException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_grok_video.exceptions import (
@@ -118,12 +119,13 @@ class GrokVideoTrigger(BaseTrigger):
         return {"status": status, "message": message, "video_task_id": self.video_task_id, **fields}
 
 
+_STATUSES = frozenset({"success", "failed", "timeout", "error"})
 _ERROR_TYPES: dict[str, type[GrokVideoAPIError]] = {
     cls.__name__: cls for cls in (GrokVideoAPIError, GrokVideoAuthError, GrokVideoRequestError)
 }
 
 
-def video_url_from_event(event: dict[str, Any], *, timeout_error: type[Exception]) -> str:
+def video_url_from_event(event: dict[str, Any] | None, *, timeout_error: type[Exception]) -> str:
     """
     Return the video URL of a ``success`` event; raise what any other event means.
 
@@ -131,12 +133,18 @@ def video_url_from_event(event: dict[str, Any], *, timeout_error: type[Exception
     :param timeout_error: the exception a ``timeout`` event raises.
     :raises GrokVideoGenerationFailed: for ``failed`` (no Airflow retries).
     :raises GrokVideoAPIError: for ``error``, as the subclass the trigger met.
+    :raises AirflowException: for an event that is not one of the trigger's (``None``, no status,
+        a ``success`` without a URL).
     """
-    status = event.get("status")
+    if not isinstance(event, dict) or event.get("status") not in _STATUSES:
+        raise AirflowException(f"Not an event of GrokVideoTrigger: {_describe_event(event)}")
+    status = event["status"]
     if status == "success":
+        if not event.get("video_url"):
+            raise AirflowException(f"A success event without a video_url: {_describe_event(event)}")
         return str(event["video_url"])
     if status == "failed":
-        raise GrokVideoGenerationFailed(str(event["video_task_id"]), event.get("error_message"))
+        raise GrokVideoGenerationFailed(str(event.get("video_task_id")), event.get("error_message"))
     if status == "timeout":
         raise timeout_error(str(event.get("message")))
     error = _ERROR_TYPES.get(str(event.get("error_type")), GrokVideoAPIError)
@@ -146,6 +154,12 @@ def video_url_from_event(event: dict[str, Any], *, timeout_error: type[Exception
         code=event.get("code"),
         msg=event.get("msg"),
     )
+
+
+def _describe_event(event: Any) -> str:
+    if not isinstance(event, dict):
+        return f"{type(event).__name__} {event!r}"[:200]
+    return f"status={event.get('status')!r}, keys {sorted(map(str, event))}"
 
 
 def defer_until_done(
