@@ -96,11 +96,6 @@ class HttpSettings:
     ignored: tuple[str, ...] = ()
 
     @property
-    def proxy_shown(self) -> str | None:
-        """The proxy's URL without its credentials, fit for messages."""
-        return None if self.proxy is None else _without_userinfo(self.proxy)
-
-    @property
     def tls(self) -> bool:
         """Whether the API is reached over TLS."""
         return self.base_url.startswith("https://")
