@@ -25,7 +25,7 @@ import time
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"  # before Airflow configures its logging
 
 from airflow_grok_video.emulator import GrokVideoEmulator, Rule
-from airflow_grok_video.hooks._polling import DEFAULT_MAX_POLL_INTERVAL
+from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL
 
 KEY = "sk_bench_key"
 QUEUE_SECONDS = 1.0

@@ -91,7 +91,7 @@ async def floor(session, task_id, end):
 async def main():
     import aiohttp
     # Imports outside the timing (ours imports its HTTP plumbing lazily, at the first query).
-    import airflow_grok_video.triggers.grok_video, airflow_grok_video.hooks._http, airflow.providers.http.triggers.http
+    import airflow_grok_video.triggers.grok_video, airflow_grok_video.hooks._clients, airflow.providers.http.triggers.http
     lag = {"start": 0.0, "steady": 0.0}
     async def ticker():
         started = time.monotonic()

@@ -20,7 +20,7 @@ import pytest
 from airflow_grok_video.emulator import Fault, GrokVideoEmulator
 from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoUncertainCreateError
 from airflow_grok_video.get_provider_info import UI_FIELD_BEHAVIOUR
-from airflow_grok_video.hooks.grok_video import GrokVideoHook, RetryPolicy
+from airflow_grok_video.hooks.grok_video import GrokVideoHook, RetryPolicy, VideoTask
 from tests._net import GATEWAY_HOST, ForwardProxy, Gateway, Pki, make_pki
 from tests.conftest import API_KEY
 
@@ -49,13 +49,13 @@ def set_connection(
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
 
 
-def query(path: str, task_id: str, policy: RetryPolicy = FAST, **hook_args: Any) -> dict[str, Any]:
+def query(path: str, task_id: str, policy: RetryPolicy = FAST, **hook_args: Any) -> VideoTask:
     """Query a task on the default connection, the worker's way or the triggerer's way."""
     hook = GrokVideoHook(retry_policy=policy, **hook_args)
     if path == "sync":
         return hook.get_video_task(task_id)
 
-    async def in_a_loop() -> dict[str, Any]:
+    async def in_a_loop() -> VideoTask:
         try:
             return await hook.aget_video_task(task_id)
         finally:
@@ -117,7 +117,7 @@ def test_ca_bundle_in_verify_is_used(
     path: str, monkeypatch: pytest.MonkeyPatch, gateway: Gateway, pki: Pki, task_id: str
 ) -> None:
     set_connection(monkeypatch, gateway.base_url, extra={"verify": str(pki.ca)})
-    assert query(path, task_id)["task_id"] == task_id
+    assert query(path, task_id).task_id == task_id
     assert api_requests(gateway) == [QUERY + task_id]
 
 
@@ -139,7 +139,7 @@ def test_ca_bundle_from_the_environment_unless_trust_env_is_off(
 ) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pki.ca))
     set_connection(monkeypatch, gateway.base_url)
-    assert query(path, task_id)["task_id"] == task_id
+    assert query(path, task_id).task_id == task_id
     set_connection(monkeypatch, gateway.base_url, extra={"trust_env": False})
     assert refused(path, task_id).sent is False
     assert len(gateway.seen) == 1
@@ -151,7 +151,7 @@ def test_verify_false_skips_the_check(
     path: str, verify: Any, monkeypatch: pytest.MonkeyPatch, gateway: Gateway, task_id: str
 ) -> None:
     set_connection(monkeypatch, gateway.base_url, extra={"verify": verify})
-    assert query(path, task_id)["task_id"] == task_id
+    assert query(path, task_id).task_id == task_id
     assert api_requests(gateway) == [QUERY + task_id]
 
 
@@ -165,7 +165,7 @@ def test_client_certificate_is_presented(
 ) -> None:
     cert: Any = [str(pki.client_cert), str(pki.client_key)] if form == "pair" else str(pki.client_combined)
     set_connection(monkeypatch, mtls_gateway.base_url, extra={"verify": str(pki.ca), "cert": cert})
-    assert query(path, task_id)["task_id"] == task_id
+    assert query(path, task_id).task_id == task_id
     assert api_requests(mtls_gateway) == [QUERY + task_id]
 
 
@@ -193,7 +193,7 @@ def test_proxies_extra_forwards_plain_http(
 ) -> None:
     with ForwardProxy() as proxy:
         set_connection(monkeypatch, emulator.base_url, extra={"proxies": {"http": proxy.url}})
-        assert query(path, task_id)["task_id"] == task_id
+        assert query(path, task_id).task_id == task_id
     assert [(s.method, s.target) for s in proxy.seen] == [("GET", f"{emulator.base_url}{QUERY}{task_id}")]
 
 
@@ -207,7 +207,7 @@ def test_the_forms_example_proxies_extra_tunnels_https(
         extra = json.loads(placeholder.replace("http://proxy:3128", proxy.url))
         assert list(extra) == ["proxies"]
         set_connection(monkeypatch, f"https://{GATEWAY_HOST}", extra={**extra, "verify": str(pki.ca)})
-        assert query(path, task_id)["task_id"] == task_id
+        assert query(path, task_id).task_id == task_id
     assert [(s.method, s.target) for s in proxy.seen] == [("CONNECT", f"{GATEWAY_HOST}:443")]
     assert api_requests(gateway) == [QUERY + task_id]
 
@@ -224,7 +224,7 @@ def test_proxy_credentials_in_the_proxy_url(
             f"https://{GATEWAY_HOST}",
             extra={"proxies": {"https": proxy_url}, "verify": str(pki.ca)},
         )
-        assert query(path, task_id)["task_id"] == task_id
+        assert query(path, task_id).task_id == task_id
         wrong = proxy.url_with_credentials("squid", "WRONG-PROXY-PASSWORD")
         set_connection(
             monkeypatch, f"https://{GATEWAY_HOST}", extra={"proxies": {"https": wrong}, "verify": str(pki.ca)}
@@ -344,7 +344,7 @@ def test_the_hooks_own_timeout_wins_over_the_extra(
 ) -> None:
     set_connection(monkeypatch, emulator.base_url, extra={"timeout": 0.3})
     emulator.inject(Fault("slow", delay=0.8, method="GET", path_prefix=QUERY))
-    assert query(path, task_id, policy=ONCE, read_timeout=5)["task_id"] == task_id
+    assert query(path, task_id, policy=ONCE, read_timeout=5).task_id == task_id
 
 
 # -- headers and ignored options -----------------------------------------------------------------
@@ -424,7 +424,7 @@ def test_base_url_with_a_path_and_the_port_field(
 ) -> None:
     host = "https://localhost/jimmy" if form == "port-field" else "localhost/jimmy/"
     set_connection(monkeypatch, host, port=jimmy_gateway.port, extra={"verify": str(pki.ca)})
-    assert query(path, task_id)["task_id"] == task_id
+    assert query(path, task_id).task_id == task_id
     assert [s.target for s in jimmy_gateway.seen] == [f"/jimmy{QUERY}{task_id}"]
 
 
@@ -435,7 +435,7 @@ def test_base_url_with_a_port_and_a_path_through_a_tunnel(
     with ForwardProxy(routes={f"{GATEWAY_HOST}:8443": ("127.0.0.1", jimmy_gateway.port)}) as proxy:
         extra = {"proxies": {"https": proxy.url}, "verify": str(pki.ca)}
         set_connection(monkeypatch, f"https://{GATEWAY_HOST}:8443/jimmy", port=9999, extra=extra)
-        assert query(path, task_id)["task_id"] == task_id
+        assert query(path, task_id).task_id == task_id
     assert [(s.method, s.target) for s in proxy.seen] == [("CONNECT", f"{GATEWAY_HOST}:8443")]
     assert [s.target for s in jimmy_gateway.seen] == [f"/jimmy{QUERY}{task_id}"]
 
@@ -451,7 +451,7 @@ def test_base_url_with_a_path_and_a_port_as_the_proxy_sees_it(
         set_connection(
             monkeypatch, f"http://{GATEWAY_HOST}/jimmy", port=8080, extra={"proxies": {"http": proxy.url}}
         )
-        assert query(path, task_id)["task_id"] == task_id
+        assert query(path, task_id).task_id == task_id
     assert [s.target for s in proxy.seen] == [f"http://{GATEWAY_HOST}:8080/jimmy{QUERY}{task_id}"]
 
 

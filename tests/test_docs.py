@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from airflow_grok_video.emulator import Fault, GrokVideoEmulator, Rule
-from airflow_grok_video.hooks._polling import PollSchedule
 from airflow_grok_video.hooks.grok_video import GrokVideoHook, RetryPolicy, VideoTask
 from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
+from airflow_grok_video.polling import PollSchedule
 from airflow_grok_video.sensors.grok_video import GrokVideoSensor
 from airflow_grok_video.transfers.grok_video_to_storage import GrokVideoToStorageOperator
 from airflow_grok_video.triggers.grok_video import GrokVideoTrigger

@@ -29,7 +29,7 @@ def fast_hook(**kwargs: Any) -> GrokVideoHook:
 def wait_until_done(hook: GrokVideoHook, task_id: str, limit: float = 10.0) -> VideoTask:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        task = VideoTask.from_data(hook.get_video_task(task_id), video_task_id=task_id)
+        task = hook.get_video_task(task_id)
         if task.succeeded or task.failed:
             return task
         time.sleep(0.1)
@@ -45,7 +45,7 @@ def test_create_then_query_until_completed(emulator: GrokVideoEmulator) -> None:
     seen = set()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        task = VideoTask.from_data(hook.get_video_task(data["task_id"]), video_task_id=data["task_id"])
+        task = hook.get_video_task(data["task_id"])
         seen.add(task.status)
         if task.succeeded:
             break
@@ -117,8 +117,8 @@ def test_query_retries_transient_faults(emulator: GrokVideoEmulator, fault: Faul
     task_id = hook.create_video(**PARAMS)["task_id"]
     emulator.inject(Fault(**{**fault.__dict__, "method": "GET", "path_prefix": QUERY}))
     started = time.monotonic()
-    data = hook.get_video_task(task_id)
-    assert data["task_id"] == task_id
+    task = hook.get_video_task(task_id)
+    assert task.task_id == task_id
     assert emulator.count("GET", QUERY) == fault.times + 1
     if fault.retry_after:
         assert time.monotonic() - started >= fault.retry_after
@@ -212,7 +212,7 @@ async def test_async_query_reuses_one_session_and_retries(emulator: GrokVideoEmu
         assert hook._async is not None and hook._async.session is session
     finally:
         await hook.aclose()
-    assert first["task_id"] == second["task_id"] == task_id
+    assert first.task_id == second.task_id == task_id
     assert emulator.count("GET", QUERY) == 3
 
 
@@ -288,7 +288,7 @@ def _set_key(monkeypatch: pytest.MonkeyPatch, base_url: str, key: str) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", conn_json(base_url, key))
 
 
-async def _aquery(hook: GrokVideoHook, task_id: str) -> dict[str, Any]:
+async def _aquery(hook: GrokVideoHook, task_id: str) -> VideoTask:
     try:
         return await hook.aget_video_task(task_id)
     finally:
@@ -301,8 +301,8 @@ def test_key_with_surrounding_whitespace_works_on_both_paths(
 ) -> None:
     _set_key(monkeypatch, emulator.base_url, API_KEY + surrounding)
     task_id = fast_hook().create_video(**PARAMS)["task_id"]
-    assert fast_hook().get_video_task(task_id)["task_id"] == task_id
-    assert asyncio.run(_aquery(fast_hook(), task_id))["task_id"] == task_id
+    assert fast_hook().get_video_task(task_id).task_id == task_id
+    assert asyncio.run(_aquery(fast_hook(), task_id)).task_id == task_id
     assert [r.auth_ok for r in emulator.requests] == [True, True, True]
 
 
@@ -354,19 +354,19 @@ def test_key_with_inner_control_characters_is_refused_before_any_request_without
 
 
 def test_a_hook_works_from_a_second_event_loop_and_dead_loops_are_let_go(emulator: GrokVideoEmulator) -> None:
-    from airflow_grok_video.hooks import _http
+    from airflow_grok_video.hooks import _clients
 
     task_id = GrokVideoHook().create_video(**PARAMS)["task_id"]
     hook = fast_hook()
     loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
 
-    async def query() -> dict[str, Any]:
+    async def query() -> VideoTask:
         loops.append(weakref.ref(asyncio.get_running_loop()))
         return await hook.aget_video_task(task_id)
 
-    assert asyncio.run(query())["task_id"] == task_id
+    assert asyncio.run(query()).task_id == task_id
     first_session = weakref.ref(hook._async.session) if hook._async else None
-    assert asyncio.run(query())["task_id"] == task_id  # "Event loop is closed" before
+    assert asyncio.run(query()).task_id == task_id  # "Event loop is closed" before
     assert emulator.count("GET", QUERY) == 2
     gc.collect()
     # Neither the hook nor the session registry keeps the first loop (or its session) alive.
@@ -378,7 +378,7 @@ def test_a_hook_works_from_a_second_event_loop_and_dead_loops_are_let_go(emulato
     gc.collect()
     assert second_session is not None and second_session() is None
     # (asgiref, behind Airflow's get_async_connection, remembers the last loop per thread.)
-    assert [loop for loop in list(_http._SESSIONS) if loop.is_closed()] == []
+    assert [loop for loop in list(_clients._SESSIONS) if loop.is_closed()] == []
 
 
 async def test_two_loops_at_once_each_get_their_own_session(emulator: GrokVideoEmulator) -> None:
@@ -389,7 +389,7 @@ async def test_two_loops_at_once_each_get_their_own_session(emulator: GrokVideoE
         first = hook._async
         assert first is not None and first.loop is asyncio.get_running_loop()
         other = await asyncio.to_thread(asyncio.run, _aquery(fast_hook(), task_id))
-        assert other["task_id"] == task_id
+        assert other.task_id == task_id
         await hook.aget_video_task(task_id)
         assert hook._async is first and not first.session.closed
     finally:

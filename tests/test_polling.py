@@ -7,8 +7,8 @@ import statistics
 
 import pytest
 
-from airflow_grok_video.hooks._api import VideoTask
-from airflow_grok_video.hooks._polling import DEFAULT_MAX_POLL_INTERVAL, END_MARGIN, PollSchedule, VideoWait
+from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL, END_MARGIN, PollSchedule, VideoWait
+from airflow_grok_video.video_task import VideoTask
 
 CREATED = 1_000_000
 

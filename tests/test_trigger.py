@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from airflow_grok_video.emulator import Fault, GrokVideoEmulator, Rule
-from airflow_grok_video.hooks._polling import END_MARGIN, FINAL_SPREAD
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
+from airflow_grok_video.polling import END_MARGIN, FINAL_SPREAD
 from airflow_grok_video.triggers.grok_video import GrokVideoTrigger
 from tests.conftest import API_KEY, conn_json
 

@@ -8,8 +8,8 @@ import pytest
 
 from airflow_grok_video.emulator import GrokVideoEmulator
 from airflow_grok_video.exceptions import GrokVideoValidationError
-from airflow_grok_video.hooks._params import build_create_body
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
+from airflow_grok_video.validation import build_create_body
 
 GOOD: dict[str, Any] = {"prompt": "a fox in the snow", "image_url": "https://example.com/fox.png"}
 

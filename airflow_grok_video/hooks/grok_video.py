@@ -11,21 +11,16 @@ from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoAuthError
 from airflow_grok_video.get_provider_info import UI_FIELD_BEHAVIOUR
-from airflow_grok_video.hooks._api import (
-    CREATE_PATH,
-    DEFAULT_BASE_URL,
-    QUERY_PATH,
-    VideoTask,
-    require,
-    unwrap,
-)
-from airflow_grok_video.hooks._params import MODEL, build_create_body
-from airflow_grok_video.hooks._retry import RetryPolicy, parse_retry_after
+from airflow_grok_video.hooks._envelope import CREATE_PATH, DEFAULT_BASE_URL, QUERY_PATH, require, unwrap
+from airflow_grok_video.hooks.retry import RetryPolicy, parse_retry_after
+from airflow_grok_video.validation import MODEL, build_create_body
+from airflow_grok_video.video_task import VideoTask
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-    from airflow_grok_video.hooks._http import AsyncClient, HttpSettings, SyncClient
+    from airflow_grok_video.hooks._clients import AsyncClient, SyncClient
+    from airflow_grok_video.hooks._settings import HttpSettings
 
 __all__ = ["DEFAULT_BASE_URL", "GrokVideoHook", "RetryPolicy", "VideoTask"]
 
@@ -41,7 +36,7 @@ class GrokVideoHook(BaseHook):
 
     The connection's extras (proxies, CA bundle, client certificate, timeout, headers) apply the
     same way to the sync calls (``requests``, in a worker) and the async ones (``aiohttp``, in a
-    triggerer): both read them through one function of :mod:`airflow_grok_video.hooks._http`.
+    triggerer): both read them through one function of :mod:`airflow_grok_video.hooks._settings`.
 
     :param grok_conn_id: the Airflow connection id.
     :param connect_timeout: seconds to wait for a connection to the API; ``None`` (the default)
@@ -128,20 +123,21 @@ class GrokVideoHook(BaseHook):
             raise self.retry_policy.final_error(error, 1, creates=True) from None
         return data
 
-    def get_video_task(self, video_task_id: str, *, deadline: float | None = None) -> dict[str, Any]:
+    def get_video_task(self, video_task_id: str, *, deadline: float | None = None) -> VideoTask:
         """
         Query a video task, retrying transient failures.
 
-        :param video_task_id: the API's task id, as returned by :meth:`create_video`.
+        :param video_task_id: the API's video task id, as returned by :meth:`create_video`.
         :param deadline: Unix time after which no retry is started.
-        :return: the API's ``data`` (``status``, ``progress``, ``result.video_url``, ...).
+        :return: the video task as the API describes it (status, progress, video URL, ...).
         """
         what = f"query video task {video_task_id}"
-        return self._call_sync(
+        data = self._call_sync(
             "GET", _query_path(video_task_id), None, what=what, creates=False, deadline=deadline
         )
+        return VideoTask.from_data(data, video_task_id=video_task_id)
 
-    async def aget_video_task(self, video_task_id: str, *, deadline: float | None = None) -> dict[str, Any]:
+    async def aget_video_task(self, video_task_id: str, *, deadline: float | None = None) -> VideoTask:
         """
         Query a video task without blocking the event loop; the async twin of :meth:`get_video_task`.
 
@@ -151,23 +147,21 @@ class GrokVideoHook(BaseHook):
         (in a triggerer: every wait on that connection); give it back with :meth:`aclose`. A hook
         used from another event loop (a second ``asyncio.run``) gets a new client there.
 
-        :param video_task_id: the API's task id.
+        :param video_task_id: the API's video task id.
         :param deadline: Unix time after which no retry is started.
-        :return: the API's ``data``.
+        :return: the video task as the API describes it.
         """
         what = f"query video task {video_task_id}"
         path = _query_path(video_task_id)
-        attempt = 1
-        while True:
+        for attempt in self.retry_policy.attempts(creates=False, deadline=deadline, log=self.log):
+            await asyncio.sleep(attempt.wait)
             try:
-                return await self._send_async(path, what)
+                data = await self._send_async(path, what)
             except GrokVideoAPIError as error:
-                wait = self.retry_policy.delay(error, attempt, creates=False, deadline=deadline)
-                if wait is None:
-                    raise self.retry_policy.final_error(error, attempt, creates=False) from error
-                self._log_retry(error, attempt, wait)
-            await asyncio.sleep(wait)
-            attempt += 1
+                attempt.failed(error)
+            else:
+                return VideoTask.from_data(data, video_task_id=video_task_id)
+        raise AssertionError("unreachable: attempts() ends by raising")
 
     async def aclose(self) -> None:
         """
@@ -208,26 +202,13 @@ class GrokVideoHook(BaseHook):
         creates: bool,
         deadline: float | None,
     ) -> dict[str, Any]:
-        attempt = 1
-        while True:
+        for attempt in self.retry_policy.attempts(creates=creates, deadline=deadline, log=self.log):
+            time.sleep(attempt.wait)
             try:
                 return self._send_sync(method, path, body, what)
             except GrokVideoAPIError as error:
-                wait = self.retry_policy.delay(error, attempt, creates=creates, deadline=deadline)
-                if wait is None:
-                    raise self.retry_policy.final_error(error, attempt, creates=creates) from error
-                self._log_retry(error, attempt, wait)
-            time.sleep(wait)
-            attempt += 1
-
-    def _log_retry(self, error: GrokVideoAPIError, attempt: int, wait: float) -> None:
-        self.log.warning(
-            "%s; sending it again in %.1fs (attempt %d of %d)",
-            error,
-            wait,
-            attempt + 1,
-            self.retry_policy.max_attempts,
-        )
+                attempt.failed(error)
+        raise AssertionError("unreachable: attempts() ends by raising")
 
     def _send_sync(self, method: str, path: str, body: dict[str, Any] | None, what: str) -> dict[str, Any]:
         answer = self._sync_client().request(method, path, body, what)
@@ -242,7 +223,7 @@ class GrokVideoHook(BaseHook):
 
     def _settings(self, conn: Connection) -> HttpSettings:
         """The connection's HTTP settings, one reading for both paths; warns of ignored extras."""
-        from airflow_grok_video.hooks._http import resolve_settings
+        from airflow_grok_video.hooks._settings import resolve_settings
 
         settings = resolve_settings(
             conn, base_url_of(conn), connect_timeout=self.connect_timeout, read_timeout=self.read_timeout
@@ -257,7 +238,7 @@ class GrokVideoHook(BaseHook):
 
     def _sync_client(self) -> SyncClient:
         if self._sync is None:
-            from airflow_grok_video.hooks._http import SyncClient
+            from airflow_grok_video.hooks._clients import SyncClient
 
             self._sync = SyncClient(self._settings(self.get_connection(self.grok_conn_id)))
         return self._sync
@@ -272,7 +253,7 @@ class GrokVideoHook(BaseHook):
             await client.close()
         from airflow.providers.common.compat.connection import get_async_connection
 
-        from airflow_grok_video.hooks._http import AsyncClient
+        from airflow_grok_video.hooks._clients import AsyncClient
 
         conn = await get_async_connection(self.grok_conn_id, hook=self)
         self._async = AsyncClient.open(str(conn.conn_id), self._settings(conn))

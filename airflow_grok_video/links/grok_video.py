@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING
 
 from airflow.providers.common.compat.sdk import BaseOperatorLink, XCom
 
-from airflow_grok_video.hooks._api import VIDEO_URL_XCOM_KEY
-
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
+
+#: The XCom key under which the sensor and the waiting create operator push the video URL.
+VIDEO_URL_XCOM_KEY = "video_url"
 
 
 class GrokVideoLink(BaseOperatorLink):

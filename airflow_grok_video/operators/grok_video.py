@@ -15,13 +15,13 @@ from airflow_grok_video.exceptions import (
     GrokVideoGenerationFailed,
     GrokVideoUncertainCreateError,
 )
-from airflow_grok_video.hooks._api import VIDEO_URL_LIFETIME, VIDEO_URL_XCOM_KEY, VideoTask, url_for_logs
-from airflow_grok_video.hooks._params import MODEL, build_create_body
-from airflow_grok_video.hooks._polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, VideoWait
-from airflow_grok_video.hooks._retry import create_not_accepted
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
-from airflow_grok_video.links.grok_video import GrokVideoLink
+from airflow_grok_video.hooks.retry import create_not_accepted
+from airflow_grok_video.links.grok_video import VIDEO_URL_XCOM_KEY, GrokVideoLink
 from airflow_grok_video.operators._ledger import CreateLedger, CreateRecord, fingerprint
+from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, VideoWait
+from airflow_grok_video.validation import MODEL, build_create_body
+from airflow_grok_video.video_task import VIDEO_URL_LIFETIME, VideoTask, url_for_logs
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -239,12 +239,11 @@ class GrokCreateVideoOperator(BaseOperator):
 
     def _known_task(self, video_task_id: str) -> VideoTask | None:
         try:
-            data = self.hook.get_video_task(video_task_id)
+            return self.hook.get_video_task(video_task_id)
         except GrokVideoAPIError as error:
             if error.http_status == 404:
                 return None
             raise
-        return VideoTask.from_data(data, video_task_id=video_task_id)
 
     def _create(self, body: dict[str, Any], digests: dict[str, str], ledger: CreateLedger | None) -> str:
         sent = ledger.in_flight(digests) if ledger else None
@@ -293,8 +292,8 @@ class GrokCreateVideoOperator(BaseOperator):
         wait = VideoWait(video_task_id, PollSchedule(self.poll_interval, self.max_poll_interval), deadline)
         time.sleep(wait.first_delay(time.time()))
         while True:
-            data = self.hook.get_video_task(video_task_id, deadline=deadline)
-            step = wait.step(VideoTask.from_data(data, video_task_id=video_task_id), time.time())
+            task = self.hook.get_video_task(video_task_id, deadline=deadline)
+            step = wait.step(task, time.time())
             if step.status == "success" and step.task.video_url:
                 self._done(context, video_task_id, step.task.video_url)
                 return

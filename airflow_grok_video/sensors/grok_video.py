@@ -17,10 +17,10 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_grok_video import metrics
 from airflow_grok_video.exceptions import GrokVideoGenerationFailed
-from airflow_grok_video.hooks._api import VIDEO_URL_XCOM_KEY, VideoTask, url_for_logs
-from airflow_grok_video.hooks._polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, VideoWait
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
-from airflow_grok_video.links.grok_video import GrokVideoLink
+from airflow_grok_video.links.grok_video import VIDEO_URL_XCOM_KEY, GrokVideoLink
+from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, VideoWait
+from airflow_grok_video.video_task import url_for_logs
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -106,8 +106,8 @@ class GrokVideoSensor(BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue:
         """Query the task once; done when it has a video URL, failed when the API says so."""
         wait = self._wait or self._video_wait(deadline=math.inf)
-        data = self.hook.get_video_task(self.video_task_id, deadline=wait.deadline)
-        step = wait.step(VideoTask.from_data(data, video_task_id=self.video_task_id), time.time())
+        task = self.hook.get_video_task(self.video_task_id, deadline=wait.deadline)
+        step = wait.step(task, time.time())
         if step.status == "failed":
             metrics.count("failed", dag_id=self.dag_id, task_id=self.task_id)
             raise GrokVideoGenerationFailed(self.video_task_id, step.task.error_message)

@@ -9,16 +9,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import (
-    AirflowException,
     AirflowFailException,
     BaseOperator,
     mask_secret,
 )
 
 from airflow_grok_video.exceptions import GrokVideoAPIError
-from airflow_grok_video.hooks._api import is_transient_status, url_for_logs
-from airflow_grok_video.hooks._params import is_http_url
-from airflow_grok_video.hooks._retry import RetryPolicy, parse_retry_after
+from airflow_grok_video.hooks._envelope import is_transient_status
+from airflow_grok_video.hooks.retry import RetryPolicy, parse_retry_after
+from airflow_grok_video.validation import is_http_url
+from airflow_grok_video.video_task import url_for_logs
 
 if TYPE_CHECKING:
     import requests
@@ -104,26 +104,24 @@ class GrokVideoToStorageOperator(BaseOperator):
         _mask_query(url)
         dest = ObjectStoragePath(self.dest, conn_id=self.dest_conn_id)
         existing = not self.overwrite and dest.exists()
-        policy = RetryPolicy(max_attempts=self.download_attempts)
-        attempt = 1
         started = time.monotonic()
-        while True:
-            try:
-                size = self._download(url, dest, existing=existing)
-                break
-            except GrokVideoAPIError as error:
-                wait = policy.delay(error, attempt, creates=False)
-                if wait is None:
-                    raise AirflowException(f"{error} (gave up after {attempt} attempts)") from error
-                self.log.warning("%s; downloading again in %.1fs", error, wait)
-            time.sleep(wait)
-            attempt += 1
+        size = self._download_with_retries(url, dest, existing=existing)
         if size is not None:
             seconds = max(time.monotonic() - started, 1e-9)
             self.log.info(
                 "Stored %d bytes of %s at %s (%.1f MB/s)", size, url_for_logs(url), dest, size / seconds / 1e6
             )
         return str(dest)
+
+    def _download_with_retries(self, url: str, dest: ObjectStoragePath, *, existing: bool) -> int | None:
+        policy = RetryPolicy(max_attempts=self.download_attempts)
+        for attempt in policy.attempts(creates=False, log=self.log):
+            time.sleep(attempt.wait)
+            try:
+                return self._download(url, dest, existing=existing)
+            except GrokVideoAPIError as error:
+                attempt.failed(error)
+        raise AssertionError("unreachable: attempts() ends by raising")
 
     def _download(self, url: str, dest: ObjectStoragePath, *, existing: bool) -> int | None:
         """

@@ -17,9 +17,8 @@ from airflow_grok_video.exceptions import (
     GrokVideoGenerationFailed,
     GrokVideoRequestError,
 )
-from airflow_grok_video.hooks._api import VideoTask
-from airflow_grok_video.hooks._polling import PollSchedule, VideoWait
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
+from airflow_grok_video.polling import PollSchedule, VideoWait
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -32,7 +31,7 @@ class GrokVideoTrigger(BaseTrigger):
     """
     Poll a video task until it has a ``result.video_url``, fails, or ``end_time`` passes.
 
-    Polling adapts to the task's progress (see :class:`~airflow_grok_video.hooks._polling.PollSchedule`):
+    Polling adapts to the task's progress (see :class:`~airflow_grok_video.polling.PollSchedule`):
     waits between queries stay within ``poll_interval`` and ``max_poll_interval``, few while the
     video is early, one aimed just after its expected end. The connection is resolved once per
     trigger; all triggers on one connection in a triggerer share one HTTP session.
@@ -95,8 +94,8 @@ class GrokVideoTrigger(BaseTrigger):
         await asyncio.sleep(wait.first_delay(time.time()))
         while True:
             try:
-                data = await hook.aget_video_task(self.video_task_id, deadline=self.end_time)
-                step = wait.step(VideoTask.from_data(data, video_task_id=self.video_task_id), time.time())
+                task = await hook.aget_video_task(self.video_task_id, deadline=self.end_time)
+                step = wait.step(task, time.time())
             except GrokVideoAPIError as error:
                 return self._event(
                     "error",

@@ -1,19 +1,22 @@
-"""When the hook sends a failed request again, and how long it waits first.
+"""When a failed request is sent again, and how long it waits first.
 
-The one home of the retry rules, shared by the sync and the async paths of
-:class:`~airflow_grok_video.hooks.grok_video.GrokVideoHook`. A create is billed, so it is
-sent again only when the server cannot have accepted it.
+The one home of the retry rules: :meth:`RetryPolicy.attempts` hands out the attempts, and the
+hook's sync and async requests and the transfer's download all iterate it, so none of them has a
+retry loop of its own. A create is billed, so it is sent again only when the API cannot have
+accepted it.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoUncertainCreateError
-from airflow_grok_video.hooks._api import SUCCESS_CODE
+from airflow_grok_video.hooks._envelope import SUCCESS_CODE
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -52,6 +55,28 @@ def create_not_accepted(error: GrokVideoAPIError) -> bool:
     return refused_by_api and error.http_status is not None and error.http_status < 500
 
 
+@dataclass
+class Attempt:
+    """
+    One try at a request: sleep :attr:`wait` seconds, send, and report a failure with :meth:`failed`.
+
+    :param number: 1 for the first request, 2 for the first retry, ...
+    :param wait: seconds to wait before sending (0 for the first).
+    """
+
+    number: int
+    wait: float = 0.0
+    error: GrokVideoAPIError | None = None
+
+    def failed(self, error: GrokVideoAPIError) -> None:
+        """
+        Report that this attempt failed: the next one is handed out, or the final error raised.
+
+        :param error: what went wrong.
+        """
+        self.error = error
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """
@@ -67,6 +92,44 @@ class RetryPolicy:
     base_delay: float = 1.0
     max_delay: float = 30.0
     max_retry_after: float = 300.0
+
+    def attempts(self, *, creates: bool, deadline: float | None = None, log: Any = None) -> Iterator[Attempt]:
+        """
+        Hand out the attempts at one request until one succeeds (the caller stops iterating).
+
+        Each attempt says how long to wait before sending it. After an attempt reported with
+        :meth:`Attempt.failed`, the next one comes only if :meth:`delay` allows it; otherwise
+        iterating raises :meth:`final_error`. Use the same way from sync and async code::
+
+            for attempt in policy.attempts(creates=False, deadline=deadline):
+                time.sleep(attempt.wait)  # or: await asyncio.sleep(attempt.wait)
+                try:
+                    return send()
+                except GrokVideoAPIError as error:
+                    attempt.failed(error)
+
+        :param creates: whether the request creates (and bills) a video.
+        :param deadline: Unix time after which no retry is started.
+        :param log: the logger each retry is announced on (a warning), e.g. a hook's ``log``.
+        """
+        attempt = Attempt(1)
+        while True:
+            yield attempt
+            error = attempt.error
+            if error is None:  # the caller went on without reporting a failure
+                return
+            wait = self.delay(error, attempt.number, creates=creates, deadline=deadline)
+            if wait is None:
+                raise self.final_error(error, attempt.number, creates=creates) from error
+            if log is not None:
+                log.warning(
+                    "%s; trying again in %.1fs (attempt %d of %d)",
+                    error,
+                    wait,
+                    attempt.number + 1,
+                    self.max_attempts,
+                )
+            attempt = Attempt(attempt.number + 1, wait)
 
     def delay(
         self, error: GrokVideoAPIError, attempt: int, *, creates: bool, deadline: float | None = None

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from airflow_grok_video.hooks._api import SUCCESS_STATUSES, VideoTask
+from airflow_grok_video.video_task import SUCCESS_STATUSES, VideoTask
 
 #: How far towards the first estimate of the end the second query goes: far enough to measure
 #: the rate over a long stretch, early enough that a first estimate off by 2x still lands before the end.
