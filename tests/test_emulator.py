@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import inspect
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from airflow_grok_video.emulator import Fault, GrokVideoEmulator, Rule
+from airflow_grok_video.emulator import EmulatedVideo, Fault, GrokVideoEmulator, RecordedRequest, Rule
 
 CREATE = "/api/open-api/v1/grok/videos"
 QUERY = "/api/open-api/v1/videos/"
@@ -627,3 +628,47 @@ def test_cli_serves_until_sigterm() -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+
+
+# -- the package -----------------------------------------------------------------------------------
+
+
+def test_the_package_names_its_classes_and_the_record_holds_them(instant: GrokVideoEmulator) -> None:
+    import airflow_grok_video.emulator as package
+
+    assert sorted(package.__all__) == [
+        "EmulatedVideo",
+        "Fault",
+        "GrokVideoEmulator",
+        "RecordedRequest",
+        "Rule",
+    ]
+    task_id = create(instant)
+    assert type(instant.tasks[task_id]) is EmulatedVideo
+    assert [type(r) for r in instant.requests] == [RecordedRequest]
+
+
+@pytest.mark.parametrize("cls", [EmulatedVideo, RecordedRequest], ids=lambda c: c.__name__)
+def test_the_classes_handed_out_document_every_field(cls: type) -> None:
+    doc = inspect.getdoc(cls) or ""
+    missing = [name for name in inspect.signature(cls).parameters if f":param {name}:" not in doc]
+    assert not missing, f"{cls.__name__} does not document {missing}"
+
+
+def test_the_emulator_and_the_provider_do_not_import_each_other() -> None:
+    code = """
+import pathlib, sys
+import airflow_grok_video.emulator
+print(sorted(m for m in sys.modules if m.startswith("airflow_grok_video.") and ".emulator" not in m))
+root = pathlib.Path(airflow_grok_video.__file__).parent
+for name in list(sys.modules):
+    if name.startswith("airflow_grok_video.emulator"):
+        del sys.modules[name]
+for path in sorted(root.rglob("*.py")):
+    parts = path.relative_to(root.parent).with_suffix("").parts
+    if "emulator" not in parts:
+        __import__(".".join(p for p in parts if p != "__init__"))
+print(sorted(m for m in sys.modules if m.startswith("airflow_grok_video.emulator")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["[]", "[]"]

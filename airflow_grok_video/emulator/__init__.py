@@ -9,10 +9,17 @@ Run it with ``python -m airflow_grok_video.emulator --port 8089``, or in-process
         assert emu.accepted_creates == 1
 
 It depends on aiohttp and the standard library only, and the provider never imports it.
+
+Its modules: ``server`` (:class:`GrokVideoEmulator`: lifecycle, routes, the request record, the
+control endpoints), ``tasks`` (:class:`Rule` and :class:`EmulatedVideo`, whose status follows the
+clock), ``validation`` (the create request's documented rules), ``faults`` (:class:`Fault` and the
+answers that stand for it) and ``wire`` (paths, the JSON envelope, dropped connections, video bytes).
 """
 
 from __future__ import annotations
 
-from airflow_grok_video.emulator.server import Fault, GrokVideoEmulator, RecordedRequest, Rule
+from airflow_grok_video.emulator.faults import Fault
+from airflow_grok_video.emulator.server import GrokVideoEmulator, RecordedRequest
+from airflow_grok_video.emulator.tasks import EmulatedVideo, Rule
 
-__all__ = ["Fault", "GrokVideoEmulator", "RecordedRequest", "Rule"]
+__all__ = ["EmulatedVideo", "Fault", "GrokVideoEmulator", "RecordedRequest", "Rule"]

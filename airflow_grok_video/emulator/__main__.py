@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import signal
 
-from airflow_grok_video.emulator.server import DEFAULT_VIDEO_BYTES, GrokVideoEmulator
+from airflow_grok_video.emulator.server import GrokVideoEmulator
+from airflow_grok_video.emulator.wire import DEFAULT_VIDEO_BYTES
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,4 @@
-"""A local emulator of Jimmy AI's Grok video API, with switchable faults and a request record.
-
-Only aiohttp and the standard library: production code never imports this module, and this
-module imports nothing else of the provider.
+"""The emulator's HTTP server: its lifecycle, the API's routes, the request record and the control endpoints.
 
 Handlers are cheap and never block: a task's status is computed from the clock on each query
 (no background work), and the only sleeps are those of injected ``slow`` faults.
@@ -11,125 +8,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http
-import itertools
-import json
-import math
-import socket
-import struct
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal, get_args
+from typing import Any
 
 from aiohttp import web
 
-CREATE_PATH = "/api/open-api/v1/grok/videos"
-QUERY_PREFIX = "/api/open-api/v1/videos/"
-VIDEO_PREFIX = "/videos/"
-CONTROL_PREFIX = "/_emulator/"
-MODEL = "grok-imagine-video-1.5"
-MODEL_ALIASES = {MODEL: MODEL, "grok-1.5": MODEL, "grok_1_5": MODEL}
-DURATIONS = (10, 15)
-RATIOS = ("16:9", "9:16", "1:1", "3:2", "2:3")
-ORIENTATIONS = {"landscape": "16:9", "portrait": "9:16"}
-DEFAULT_VIDEO_BYTES = 64 * 1024
-FaultKind = Literal["status", "html", "reset", "slow", "envelope"]
-Outcome = Literal["completed", "failed"]
-FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
-OUTCOMES: tuple[str, ...] = get_args(Outcome)
+from airflow_grok_video.emulator.faults import Fault, PendingFault, fault_answer
+from airflow_grok_video.emulator.tasks import EmulatedVideo, Rule
+from airflow_grok_video.emulator.validation import CreateParams, InvalidCreate, parse_create
+from airflow_grok_video.emulator.wire import (
+    CONTROL_PREFIX,
+    CREATE_PATH,
+    DEFAULT_VIDEO_BYTES,
+    QUERY_PREFIX,
+    RESET_PREFIX,
+    VIDEO_PREFIX,
+    abort,
+    envelope,
+    not_found,
+    read_json,
+    unauthorized,
+    video_chunks,
+    video_prefix,
+)
 
 # How long stop() lets in-flight requests (a slow fault, a big download) finish before cancelling them.
 _SHUTDOWN_SECONDS = 0.5
-_CHUNK = 256 * 1024
-_FTYP = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
-_PATTERN = (bytes(range(256)) * (_CHUNK // 256))[:_CHUNK]
-_RESET_PREFIX = b"HTTP/1.1 200 O"  # a status line cut short: no valid HTTP response
-_RESET_VIDEO_BYTES = 32 * 1024  # a reset download sends its head and at most this much (half) body
-
-
-@dataclass(frozen=True)
-class Rule:
-    """
-    Per-task behaviour, chosen by the create request's prompt (the first matching rule wins).
-
-    :param prompt_contains: the rule applies when the prompt contains this text.
-    :param outcome: how the task ends: ``completed`` or ``failed``.
-    :param error_message: the ``error_message`` of a failed task.
-    :param generation_seconds: this task's generation time, instead of the emulator's.
-    :param status_spelling: the status reported once done (``completed``, or the FAQ's ``success``).
-    :param times: how many creates it applies to (every one when ``None``).
-    :param processing_status: the status reported while generating (e.g. an undocumented ``rendering``).
-    :param url_query: a query string appended to ``result.video_url`` (e.g. a signature), ignored
-        when the video is downloaded.
-    """
-
-    prompt_contains: str
-    outcome: Outcome = "completed"
-    error_message: str = "generation failed"
-    generation_seconds: float | None = None
-    status_spelling: str = "completed"
-    times: int | None = None
-    processing_status: str = "processing"
-    url_query: str = ""
-
-    def __post_init__(self) -> None:
-        if self.outcome not in OUTCOMES:
-            raise ValueError(f"outcome: must be one of {', '.join(OUTCOMES)}")
-        if self.times is not None and self.times < 1:
-            raise ValueError("times: must be at least 1 (or None for every create)")
-
-
-@dataclass
-class Fault:
-    """
-    A fault served instead of (or on top of) the normal answer to the next matching requests.
-
-    :param kind: ``status`` (HTTP ``status`` with an envelope whose code is ``str(status * 100)``),
-        ``html`` (a 200 HTML page), ``reset`` (the connection is dropped mid-answer), ``slow``
-        (answer normally after ``delay`` seconds), ``envelope`` (HTTP 200 with ``code`` and ``msg``).
-    :param times: how many matching requests it applies to.
-    :param method: only requests with this method match (any when ``None``).
-    :param path_prefix: only paths starting with this match (any when ``None``).
-    :param status: the HTTP status of a ``status`` fault (500 when ``None``).
-    :param retry_after: a ``Retry-After`` header for ``status`` faults: seconds (rounded up), or a
-        string sent as is.
-    :param delay: seconds a ``slow`` fault waits.
-    :param code: the envelope code of an ``envelope`` fault (or overrides a ``status`` fault's).
-    :param msg: the envelope msg of an ``envelope`` fault (or overrides a ``status`` fault's).
-    :param after_accept: on a create, the task is accepted (and billed) first, then the fault is served.
-    """
-
-    kind: FaultKind
-    times: int = 1
-    method: str | None = None
-    path_prefix: str | None = None
-    status: int | None = None
-    retry_after: float | str | None = None
-    delay: float = 0.0
-    code: str | None = None
-    msg: str | None = None
-    after_accept: bool = False
-
-    def __post_init__(self) -> None:
-        if self.kind not in FAULT_KINDS:
-            raise ValueError(f"kind: must be one of {', '.join(FAULT_KINDS)}")
-        if self.times < 1:
-            raise ValueError("times: must be at least 1")
-
-    def matches(self, method: str, path: str) -> bool:
-        """
-        Whether this fault applies to a request.
-
-        :param method: the request's method.
-        :param path: the request's path.
-        """
-        return (self.method is None or self.method.upper() == method) and (
-            self.path_prefix is None or path.startswith(self.path_prefix)
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,260 +62,6 @@ class RecordedRequest:
     auth_ok: bool
     time: float
     user_agent: str = ""
-
-
-@dataclass
-class VideoTask:
-    """
-    One accepted create: its status is computed from the clock whenever asked.
-
-    :param task_id: the id returned by the create.
-    :param model: the normalized model name.
-    :param prompt: the prompt.
-    :param image_url: the reference image.
-    :param duration: 10 or 15 seconds.
-    :param ratio: the aspect ratio (orientation already mapped).
-    :param created: Unix time of acceptance.
-    :param queue_seconds: how long it stays ``queued``.
-    :param generation_seconds: how long it stays ``processing``.
-    :param rule: the rule that chose its behaviour, if any.
-    """
-
-    task_id: str
-    model: str
-    prompt: str
-    image_url: str
-    duration: int
-    ratio: str
-    created: float
-    queue_seconds: float
-    generation_seconds: float
-    rule: Rule | None = None
-
-    @property
-    def done_at(self) -> float:
-        """Unix time at which the task completes or fails."""
-        return self.created + self.queue_seconds + self.generation_seconds
-
-    @property
-    def fails(self) -> bool:
-        """Whether the task ends ``failed``."""
-        return self.rule is not None and self.rule.outcome == "failed"
-
-    def ready(self, now: float) -> bool:
-        """
-        Whether the video can be downloaded.
-
-        :param now: the current Unix time.
-        """
-        return now >= self.done_at and not self.fails
-
-    def status(self, now: float) -> str:
-        """
-        The status a query would report.
-
-        :param now: the current Unix time.
-        """
-        return str(self.view("", now)["status"])
-
-    def view(self, base_url: str, now: float) -> dict[str, Any]:
-        """
-        The query answer's ``data``.
-
-        :param base_url: the emulator's base URL, for ``result.video_url``.
-        :param now: the current Unix time.
-        """
-        data: dict[str, Any] = {
-            "task_id": self.task_id,
-            "status": "queued",
-            "progress": 0,
-            "model": self.model,
-            "created_at": int(self.created),
-            "completed_at": None,
-            "result": None,
-            "error_message": None,
-        }
-        if now >= self.done_at:
-            data.update(self._finished(base_url))
-        elif now - self.created >= self.queue_seconds:
-            data.update(
-                status=self._spelling("processing_status", "processing"), progress=self._progress(now)
-            )
-        return data
-
-    def _finished(self, base_url: str) -> dict[str, Any]:
-        finished: dict[str, Any] = {"completed_at": int(self.done_at)}
-        rule = self.rule
-        if rule is not None and rule.outcome == "failed":
-            return {**finished, "status": "failed", "error_message": rule.error_message}
-        video_url = f"{base_url}{VIDEO_PREFIX}{self.task_id}.mp4"
-        if rule is not None and rule.url_query:
-            video_url += f"?{rule.url_query}"
-        result = {"video_url": video_url, "image_url": self.image_url}
-        return {
-            **finished,
-            "status": self._spelling("status_spelling", "completed"),
-            "progress": 100,
-            "result": result,
-        }
-
-    def _progress(self, now: float) -> int:
-        fraction = (now - self.created - self.queue_seconds) / max(self.generation_seconds, 1e-9)
-        return min(99, max(1, int(fraction * 100)))
-
-    def _spelling(self, field: str, default: str) -> str:
-        return default if self.rule is None else str(getattr(self.rule, field))
-
-
-class _Invalid(Exception):
-    """A create request breaks a documented rule; the text is ``<field>: <what is wrong>``."""
-
-
-@dataclass(frozen=True)
-class _Params:
-    model: str
-    prompt: str
-    image_url: str
-    duration: int
-    ratio: str
-
-
-def _parse_create(body: Any) -> _Params:
-    if not isinstance(body, dict):
-        raise _Invalid("body: must be a JSON object")
-    return _Params(_model(body), _prompt(body), _image(body), _duration(body), _ratio(body))
-
-
-def _model(body: dict[str, Any]) -> str:
-    model = body.get("model")
-    if not isinstance(model, str) or model not in MODEL_ALIASES:
-        raise _Invalid(f"model: must be {MODEL} (or grok-1.5, grok_1_5)")
-    return MODEL_ALIASES[model]
-
-
-def _prompt(body: dict[str, Any]) -> str:
-    prompt = body.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise _Invalid("prompt: required, a non-empty string")
-    return prompt
-
-
-def _image(body: dict[str, Any]) -> str:
-    field, urls = "image_urls", body.get("image_urls")
-    if urls in (None, []) and body.get("images") not in (None, []):
-        field, urls = "images", body.get("images")
-    if not isinstance(urls, list) or len(urls) != 1 or not isinstance(urls[0], str) or not urls[0].strip():
-        raise _Invalid(f"{field}: exactly 1 reference image URL (a string) is required")
-    return urls[0]
-
-
-def _duration(body: dict[str, Any]) -> int:
-    duration = body.get("duration")
-    if duration is None:
-        return DURATIONS[0]
-    if isinstance(duration, bool) or not isinstance(duration, int) or duration not in DURATIONS:
-        raise _Invalid("duration: must be the integer 10 or 15")
-    return duration
-
-
-def _ratio(body: dict[str, Any]) -> str:
-    ratio = body.get("ratio")
-    if ratio in (None, ""):
-        return _orientation(body)
-    if not isinstance(ratio, str) or ratio not in RATIOS:
-        raise _Invalid(f"ratio: must be one of {', '.join(RATIOS)}")
-    return ratio
-
-
-def _orientation(body: dict[str, Any]) -> str:
-    orientation = body.get("orientation")
-    if orientation in (None, ""):
-        return RATIOS[0]
-    if not isinstance(orientation, str) or orientation not in ORIENTATIONS:
-        raise _Invalid("orientation: must be landscape or portrait")
-    return ORIENTATIONS[orientation]
-
-
-def _envelope(data: Any = None, code: str = "20000", msg: str = "ok", status: int = 200) -> web.Response:
-    body = json.dumps({"code": code, "msg": msg, "data": data}).encode()
-    return web.Response(status=status, body=body, content_type="application/json")
-
-
-def _unauthorized() -> web.Response:
-    return _envelope(None, code="40100", msg="invalid or missing API key", status=401)
-
-
-def _not_found(msg: str = "task not found") -> web.Response:
-    return _envelope(None, code="40400", msg=msg, status=404)
-
-
-def _status_fault(fault: Fault) -> web.Response:
-    status = fault.status or 500
-    try:
-        phrase = http.HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "emulated error"
-    response = _envelope(None, code=fault.code or str(status * 100), msg=fault.msg or phrase, status=status)
-    if isinstance(fault.retry_after, str):
-        response.headers["Retry-After"] = fault.retry_after
-    elif fault.retry_after is not None:
-        response.headers["Retry-After"] = str(math.ceil(fault.retry_after))
-    return response
-
-
-def _answer_fault(fault: Fault) -> web.Response:
-    if fault.kind == "status":
-        return _status_fault(fault)
-    if fault.kind == "html":
-        page = "<html><head><title>502 Bad Gateway</title></head><body>Bad gateway</body></html>"
-        return web.Response(status=200, text=page, content_type="text/html")
-    if fault.kind == "envelope":
-        return _envelope(None, code=fault.code or "50000", msg=fault.msg or "emulated error")
-    raise ValueError(f"not an answer fault: {fault.kind}")
-
-
-def _abort(request: web.Request, prefix: bytes) -> None:
-    """Send ``prefix``, then reset the connection (RST, not an orderly close)."""
-    transport = request.transport
-    if transport is None:
-        return
-    transport.write(prefix)
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
-
-
-def _video_prefix(size: int) -> bytes:
-    """A download's head and the first part of its body: what a reset lets through."""
-    head = f"HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: {size}\r\n\r\n".encode()
-    body = b"".join(itertools.islice(_video_chunks(size), 2))
-    return head + body[: min(size // 2, _RESET_VIDEO_BYTES)]
-
-
-def _video_chunks(size: int) -> Iterator[bytes]:
-    """Deterministic bytes of an MP4-looking file, in chunks (never the whole file in memory)."""
-    head = _FTYP[:size]
-    yield head
-    remaining = size - len(head)
-    while remaining > 0:
-        piece = _PATTERN[: min(_CHUNK, remaining)]
-        remaining -= len(piece)
-        yield piece
-
-
-def _read_json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError:
-        return None
-
-
-@dataclass
-class _Pending:
-    fault: Fault
-    left: int
 
 
 class GrokVideoEmulator:
@@ -441,9 +96,9 @@ class GrokVideoEmulator:
         self.balance = balance
         self.video_bytes = video_bytes
         self._requests: list[RecordedRequest] = []
-        self._tasks: dict[str, VideoTask] = {}
+        self._tasks: dict[str, EmulatedVideo] = {}
         self._rules: list[Rule] = []
-        self._faults: list[_Pending] = []
+        self._faults: list[PendingFault] = []
         self._creates = 0
         self._queries = 0
         self._lock = threading.Lock()
@@ -555,7 +210,7 @@ class GrokVideoEmulator:
             return list(self._requests)
 
     @property
-    def tasks(self) -> dict[str, VideoTask]:
+    def tasks(self) -> dict[str, EmulatedVideo]:
         """Every accepted task by id (a snapshot)."""
         with self._lock:
             return dict(self._tasks)
@@ -581,7 +236,7 @@ class GrokVideoEmulator:
         :param fault: the fault (not modified; the emulator counts its uses itself).
         """
         with self._lock:
-            self._faults.append(_Pending(replace(fault), fault.times))
+            self._faults.append(PendingFault(replace(fault), fault.times))
 
     def reset(self) -> None:
         """Forget tasks, requests, counts, rules and faults (the settings and balance stay)."""
@@ -679,7 +334,7 @@ class GrokVideoEmulator:
                     return pending.fault
         return None
 
-    def _accept(self, params: _Params) -> VideoTask | None:
+    def _accept(self, params: CreateParams) -> EmulatedVideo | None:
         """Store and bill a task, or ``None`` when the balance is spent."""
         with self._lock:
             if self.balance is not None and self.balance <= 0:
@@ -690,7 +345,7 @@ class GrokVideoEmulator:
             generation = self.generation_seconds
             if rule is not None and rule.generation_seconds is not None:
                 generation = rule.generation_seconds
-            task = VideoTask(
+            task = EmulatedVideo(
                 task_id=f"video_{uuid.uuid4().hex}",
                 model=params.model,
                 prompt=params.prompt,
@@ -708,7 +363,7 @@ class GrokVideoEmulator:
     # -- the API --------------------------------------------------------------------------------
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
-        body = _read_json(await request.read())
+        body = read_json(await request.read())
         auth_ok = self._authorized(request)
         fault = self._take_fault(request.method, request.path)
         if fault is not None and fault.kind != "slow" and not fault.after_accept:
@@ -720,21 +375,21 @@ class GrokVideoEmulator:
 
     def _create_answer(self, body: Any, auth_ok: bool) -> web.Response:
         if not auth_ok:
-            return _unauthorized()
+            return unauthorized()
         try:
-            params = _parse_create(body)
-        except _Invalid as exc:
-            return _envelope(None, code="40000", msg=str(exc), status=400)
+            params = parse_create(body)
+        except InvalidCreate as exc:
+            return envelope(None, code="40000", msg=str(exc), status=400)
         task = self._accept(params)
         if task is None:
-            return _envelope(None, code="40200", msg="insufficient balance")
+            return envelope(None, code="40200", msg="insufficient balance")
         data = {
             "task_id": task.task_id,
             "status": "queued",
             "model": task.model,
             "created_at": int(task.created),
         }
-        return _envelope(data)
+        return envelope(data)
 
     async def _query(self, request: web.Request) -> web.StreamResponse:
         auth_ok = self._authorized(request)
@@ -745,11 +400,11 @@ class GrokVideoEmulator:
 
     def _query_answer(self, request: web.Request, auth_ok: bool) -> web.Response:
         if not auth_ok:
-            return _unauthorized()
+            return unauthorized()
         task = self._tasks.get(request.match_info["task_id"])
         if task is None:
-            return _not_found()
-        return _envelope(task.view(self.base_url, time.time()))
+            return not_found()
+        return envelope(task.view(self.base_url, time.time()))
 
     async def _answer(
         self, request: web.Request, body: Any, response: web.Response, auth_ok: bool, slow: Fault | None
@@ -761,14 +416,14 @@ class GrokVideoEmulator:
         return response
 
     def _serve_fault(
-        self, request: web.Request, fault: Fault, body: Any, auth_ok: bool, prefix: bytes = _RESET_PREFIX
+        self, request: web.Request, fault: Fault, body: Any, auth_ok: bool, prefix: bytes = RESET_PREFIX
     ) -> web.Response:
         """Answer with a fault; a ``reset`` sends ``prefix`` and drops the connection."""
         if fault.kind == "reset":
             self._record(request, body, 0, auth_ok)
-            _abort(request, prefix)
+            abort(request, prefix)
             return web.Response()  # aiohttp finds the transport closed and drops it quietly
-        response = _answer_fault(fault)
+        response = fault_answer(fault)
         self._record(request, body, response.status, auth_ok)
         return response
 
@@ -777,7 +432,7 @@ class GrokVideoEmulator:
         task = self._tasks.get(request.match_info["task_id"])
         ready = task is not None and task.ready(time.time())
         if fault is not None and fault.kind != "slow":
-            prefix = _video_prefix(self.video_bytes) if ready else _RESET_PREFIX
+            prefix = video_prefix(self.video_bytes) if ready else RESET_PREFIX
             return self._serve_fault(request, fault, None, True, prefix)
         self._record(request, None, 200 if ready else 404, True)
         if fault is not None:
@@ -793,7 +448,7 @@ class GrokVideoEmulator:
         if request.method == "HEAD":
             return response
         try:
-            for chunk in _video_chunks(size):
+            for chunk in video_chunks(size):
                 await response.write(chunk)
         except ConnectionError:
             pass  # the client went away; aiohttp then drops the connection quietly
@@ -804,10 +459,10 @@ class GrokVideoEmulator:
             return web.json_response({"error": "no such control endpoint"}, status=404)
         known = request.path == CREATE_PATH or request.path.startswith(QUERY_PREFIX)
         if known:
-            response = _envelope(None, code="40500", msg="method not allowed", status=405)
+            response = envelope(None, code="40500", msg="method not allowed", status=405)
         else:
-            response = _not_found("no such endpoint")
-        self._record(request, _read_json(await request.read()), response.status, self._authorized(request))
+            response = not_found("no such endpoint")
+        self._record(request, read_json(await request.read()), response.status, self._authorized(request))
         return response
 
     # -- control over HTTP ----------------------------------------------------------------------
@@ -834,7 +489,7 @@ class GrokVideoEmulator:
 
 async def _control_call(request: web.Request, apply: Callable[[dict[str, Any]], None]) -> web.Response:
     """Apply a control call's JSON object; 400 with the reason when it is not acceptable."""
-    fields = _read_json(await request.read())
+    fields = read_json(await request.read())
     if not isinstance(fields, dict):
         return web.json_response({"error": "the body must be a JSON object"}, status=400)
     try:
@@ -864,4 +519,5 @@ def _cancel_remaining(loop: asyncio.AbstractEventLoop) -> None:
     loop.run_until_complete(loop.shutdown_asyncgens())
 
 
-__all__ = ["Fault", "GrokVideoEmulator", "RecordedRequest", "Rule", "VideoTask"]
+# Fault, Rule and EmulatedVideo live in faults.py and tasks.py; named here too for older imports.
+__all__ = ["EmulatedVideo", "Fault", "GrokVideoEmulator", "RecordedRequest", "Rule"]
