@@ -70,7 +70,7 @@ class GrokVideoRequestError(GrokVideoAPIError, AirflowFailException):
     """
     The API refused the request itself (HTTP 4xx other than 401, 403, 408 and 429).
 
-    The same request would be refused again (e.g. a parameter the API rejects, or a task id the
+    The same request would be refused again (e.g. a parameter the API rejects, or a video task id the
     API does not know), so Airflow does not retry it.
     """
 
@@ -79,7 +79,7 @@ class GrokVideoUncertainCreateError(GrokVideoAPIError, AirflowFailException):
     """
     A create request failed after it may have reached the API.
 
-    A video may have been created and billed, and its task id is unknown, so the request is
+    A video may have been created and billed, and its video task id is unknown, so the request is
     not sent again.
     """
 
@@ -88,7 +88,7 @@ class GrokVideoGenerationFailed(AirflowFailException):
     """
     The API reports the video task as ``failed``.
 
-    :param video_task_id: the API's task id.
+    :param video_task_id: the API's video task id.
     :param error_message: the API's ``error_message``.
     """
 

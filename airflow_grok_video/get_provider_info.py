@@ -26,6 +26,14 @@ def get_provider_info() -> dict[str, Any]:
         "name": "Grok Video (Jimmy AI)",
         "description": "Generate videos with the Grok 1.5 video model through Jimmy AI's API.",
         "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Grok Video",
+                "external-doc-url": "https://www.jimmyai.cn",
+                "how-to-guide": [],
+                "tags": ["service"],
+            }
+        ],
         "connection-types": [
             {
                 "connection-type": "grok_video",

@@ -22,7 +22,7 @@ class VideoTask:
     """
     One answer of the query endpoint, read once so callers need not know its shape.
 
-    :param task_id: the API's task id.
+    :param task_id: the API's video task id.
     :param status: the status, lower-cased (``queued``, ``processing``, ``completed``, ...).
     :param progress: 0-100, when the API sent it.
     :param video_url: ``result.video_url``, once there is one.

@@ -81,9 +81,14 @@ def test_sensor_modes_return_the_url(emulator: GrokVideoEmulator, mode: str) -> 
     # The "Grok Video" extra link: Airflow stores what get_link returned for the UI to show.
     assert wait.xcom_pull(task_ids="wait", key="_link_GrokVideoLink") == xcom(run, "wait")
     assert emulator.creates == 1
-    # Deferred, the trigger polls with aiohttp in the triggerer; otherwise the worker polls with requests.
-    clients = {r.user_agent.split("/")[0] for r in emulator.requests if r.method == "GET"}
-    assert clients == ({"Python"} if mode == "deferrable" else {"python-requests"})
+    # Every request names the provider and its version; deferred, the trigger polls with aiohttp in
+    # the triggerer, otherwise the worker polls with requests.
+    from airflow_grok_video import __version__
+
+    agents = [r.user_agent.split() for r in emulator.requests]
+    assert {agent[0] for agent in agents} == {f"airflow-provider-grok-video/{__version__}"}
+    clients = {r.user_agent.split()[-1].split("/")[0] for r in emulator.requests if r.method == "GET"}
+    assert clients == ({"aiohttp"} if mode == "deferrable" else {"python-requests"})
 
 
 @pytest.mark.parametrize("mode", ["poke", "deferrable"])

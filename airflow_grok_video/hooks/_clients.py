@@ -15,6 +15,7 @@ import functools
 import os
 import ssl
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -41,6 +42,17 @@ class Answer(NamedTuple):
     retry_after: str | None
 
 
+def with_client(headers: Mapping[str, str], client: str) -> dict[str, str]:
+    """
+    The headers with the HTTP library named at the end of the ``User-Agent``.
+
+    :param headers: the connection's headers.
+    :param client: the library and its version, e.g. ``aiohttp/3.11.0``.
+    """
+    user_agent = headers.get("User-Agent")
+    return {**headers, "User-Agent": f"{user_agent} {client}" if user_agent else client}
+
+
 # -- the worker's client: requests --------------------------------------------------------------
 
 
@@ -57,7 +69,7 @@ class SyncClient:
         self.settings = settings
         self.session = requests.Session()
         self.session.trust_env = False
-        self.session.headers.update(settings.headers)
+        self.session.headers.update(with_client(settings.headers, f"python-requests/{requests.__version__}"))
         proxies = {} if settings.proxy is None else {"http": settings.proxy, "https": settings.proxy}
         cert: str | tuple[str, str | None] | None = settings.cert
         if settings.cert is not None and settings.cert[1] is None:
@@ -190,7 +202,7 @@ class AsyncClient:
         :param conn_id: the connection id.
         :param settings: the connection's resolved settings.
         """
-        headers = dict(settings.headers)
+        headers = with_client(settings.headers, f"aiohttp/{aiohttp.__version__}")
         options: dict[str, Any] = {
             "timeout": aiohttp.ClientTimeout(
                 total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout

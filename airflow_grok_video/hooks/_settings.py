@@ -19,7 +19,11 @@ from urllib.parse import urlsplit
 from airflow.providers.common.compat.sdk import Connection, mask_secret
 from requests.utils import DEFAULT_CA_BUNDLE_PATH, select_proxy
 
+from airflow_grok_video import __version__
 from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoAuthError
+
+#: Every request's ``User-Agent`` starts with the provider and its version (each client adds its own).
+USER_AGENT = f"airflow-provider-grok-video/{__version__}"
 
 #: Seconds to wait for a connection when neither the hook nor the connection's ``timeout`` says.
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -98,7 +102,7 @@ def resolve_settings(
     timeouts = _timeouts(conn_id, extras.get("timeout"))
     return HttpSettings(
         base_url=base_url,
-        headers={**_extra_headers(conn_id, extras), **_bearer(conn)},
+        headers={"User-Agent": USER_AGENT, **_extra_headers(conn_id, extras), **_bearer(conn)},
         proxy=_proxy_for(conn_id, base_url, extras.get("proxies", extras.get("proxy")), trust_env),
         verify=_verify(conn_id, extras.get("verify", extras.get("verify_ssl", True)), trust_env),
         cert=_cert(conn_id, extras.get("cert")),

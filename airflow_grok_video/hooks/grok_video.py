@@ -178,7 +178,7 @@ class GrokVideoHook(BaseHook):
         """
         Make one cheap authenticated call, telling a refused key from an unreachable API.
 
-        Queries a task id that cannot exist: "not found" proves the key was accepted.
+        Queries a video task id that cannot exist: "not found" proves the key was accepted.
         """
         try:
             self._send_sync("GET", _query_path("airflow-connection-test"), None, "connection test")
@@ -186,7 +186,7 @@ class GrokVideoHook(BaseHook):
             return False, str(error)
         except GrokVideoAPIError as error:
             if error.code is not None and error.http_status is not None and error.http_status < 500:
-                return True, f"The API accepted the key ({error.http_status} for a made-up task id)."
+                return True, f"The API accepted the key ({error.http_status} for a made-up video task id)."
             return False, str(error)
         return True, "The API accepted the key."
 

@@ -45,7 +45,7 @@ def create_not_accepted(error: GrokVideoAPIError) -> bool:
     connect timeout, a failed TLS handshake, a proxy that refused the connection), HTTP 429 Too
     Many Requests, or the API's own refusal (an envelope error code with an HTTP status other than
     5xx). Anything else (a timeout or reset after sending, a 5xx, a body that is not the API's,
-    a success without a usable task id) may hide an accepted, billed video.
+    a success without a usable video task id) may hide an accepted, billed video.
 
     :param error: the failure of one create request.
     """

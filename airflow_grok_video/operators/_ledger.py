@@ -1,7 +1,7 @@
 """What a create task instance has bought so far, kept in Airflow's task state store across its tries.
 
 Airflow retries a task after a crash, a timeout or any exception, and every create is billed. The
-ledger records a create as *in flight* before it is sent and the video's task id as soon as the
+ledger records a create as *in flight* before it is sent and the video task id as soon as the
 API answers, so that a later try of the same task instance (same run, task and map index) can
 reattach to the video instead of buying another. It also records a fingerprint of what was asked
 for, so that a try asking for something else (a changed prompt, image, ...) is never handed the

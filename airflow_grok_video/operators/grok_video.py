@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 class GrokCreateVideoOperator(BaseOperator):
     """
-    Create one Grok 1.5 video task and return the API's task id (XCom ``return_value``).
+    Create one Grok 1.5 video task and return the API's video task id (XCom ``return_value``).
 
     Every parameter is checked against the API's rules after templating and before any request
     is sent: a bad value fails the task at once, naming the field, the value and what is
@@ -38,7 +38,7 @@ class GrokCreateVideoOperator(BaseOperator):
     without retries rather than paying twice.
 
     **Durable** (the default, Airflow 3.3+): the create is recorded in the task state store
-    before it is sent, and the video's task id as soon as the API answers. A later try of the
+    before it is sent, and the video task id as soon as the API answers. A later try of the
     same task instance reattaches to that video instead of buying another: a video still
     queued or processing is returned (or waited for), a completed one is returned at once, and
     only a ``failed`` video, or one the API no longer knows, leads to a new create. If an earlier
@@ -47,7 +47,7 @@ class GrokCreateVideoOperator(BaseOperator):
 
     With ``wait_for_completion=True`` it also waits for the video (in the worker, or deferred to
     :class:`~airflow_grok_video.triggers.grok_video.GrokVideoTrigger`), pushes its URL under
-    the XCom key ``video_url``, and still returns the task id. Otherwise wait with
+    the XCom key ``video_url``, and still returns the video task id. Otherwise wait with
     :class:`~airflow_grok_video.sensors.grok_video.GrokVideoSensor`.
 
     :param prompt: the text prompt (templated); must contain more than whitespace.
@@ -150,7 +150,7 @@ class GrokCreateVideoOperator(BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """
-        Finish a deferred wait: push the video URL and return the task id, or raise what went wrong.
+        Finish a deferred wait: push the video URL and return the video task id, or raise what went wrong.
 
         :param context: the task's context.
         :param event: the trigger's event.
@@ -228,7 +228,7 @@ class GrokCreateVideoOperator(BaseOperator):
 
     def _refuse_or_accept_uncertain(self, record: CreateRecord) -> None:
         message = (
-            f"An earlier try of this task ({record.describe()}) did not learn the video's task id: a video "
+            f"An earlier try of this task ({record.describe()}) did not learn the video task id: a video "
             "may have been created and billed. To avoid paying twice, no new create is sent. Check the "
             "account's video tasks; to accept the risk and create again, set on_uncertain_create='recreate'."
         )

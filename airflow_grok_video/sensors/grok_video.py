@@ -38,7 +38,7 @@ class GrokVideoSensor(BaseSensorOperator):
     task fails the sensor without retries, with the API's ``error_message``. ``timeout`` bounds
     the wait in every mode; with ``soft_fail=True`` a timeout or failure skips the task instead.
 
-    :param video_task_id: the API's task id (templated), usually
+    :param video_task_id: the API's video task id (templated), usually
         ``"{{ ti.xcom_pull(task_ids='create') }}"`` or the create operator's ``.output``.
     :param grok_conn_id: the Airflow connection id.
     :param poke_interval: seconds between two queries; deferred, the shortest wait between two queries.

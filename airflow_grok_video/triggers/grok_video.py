@@ -42,7 +42,7 @@ class GrokVideoTrigger(BaseTrigger):
     ``error`` (with ``error_type``, and ``http_status``, ``code`` and ``msg`` when the API sent them).
     :func:`video_url_from_event` turns the event back into a URL or the matching exception.
 
-    :param video_task_id: the API's task id.
+    :param video_task_id: the API's video task id.
     :param grok_conn_id: the Airflow connection id.
     :param poll_interval: the shortest wait between two queries, in seconds.
     :param end_time: Unix time (seconds) at which waiting stops with a ``timeout`` event.
@@ -174,7 +174,7 @@ def defer_until_done(
     Defer ``task`` to a :class:`GrokVideoTrigger`; Airflow resumes it in ``execute_complete``.
 
     :param task: the deferring operator or sensor.
-    :param video_task_id: the API's task id.
+    :param video_task_id: the API's video task id.
     :param grok_conn_id: the Airflow connection id.
     :param poll_interval: the shortest wait between two queries, in seconds.
     :param max_poll_interval: the longest wait between two queries (``None``: every ``poll_interval``).
