@@ -50,7 +50,7 @@ async def wait(task_id: str, ceiling: float | None) -> float:
 
 async def measure(
     emulator: GrokVideoEmulator, generations: list[int], videos: int
-) -> dict[tuple[int, str], dict]:
+) -> dict[tuple[int, str], dict[str, list[float]]]:
     from airflow_grok_video.hooks.grok_video import GrokVideoHook
 
     hook = GrokVideoHook()
@@ -67,7 +67,7 @@ async def measure(
                 runs.append((generation, strategy, task_id, done_at))
                 waits.append(asyncio.ensure_future(wait(task_id, ceiling)))
     detected = await asyncio.gather(*waits)
-    results: dict[tuple[int, str], dict] = {}
+    results: dict[tuple[int, str], dict[str, list[float]]] = {}
     for (generation, strategy, task_id, done_at), seen in zip(runs, detected, strict=True):
         entry = results.setdefault((generation, strategy), {"requests": [], "lags": []})
         entry["requests"].append(1 + emulator.count("GET", f"/api/open-api/v1/videos/{task_id}"))
@@ -75,7 +75,7 @@ async def measure(
     return results
 
 
-def report(results: dict[tuple[int, str], dict], generations: list[int]) -> None:
+def report(results: dict[tuple[int, str], dict[str, list[float]]], generations: list[int]) -> None:
     print(f"\nRequests per video (create included) and detection lag; anchor: a fixed {FLOOR:g} s interval")
     print(
         f"{'generation':<12}{'requests ours':>14}{'(max)':>7}{'fixed 15 s':>12}{'ratio':>7}"

@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import urllib.request
+from typing import Any
 
 DURATION = 6.0
 WARM_UP = 2.0  # every wait has made its first query (and resolved its connection) by then
@@ -39,7 +40,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def control(base: str, path: str) -> dict:
+def control(base: str, path: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{base}/_emulator/{path}", timeout=30) as response:
         return dict(json.loads(response.read()))
 
@@ -165,7 +166,7 @@ def scenario(mode: str, ids: list[str], base: str, idle: dict[str, float] | None
     )
     result["cpu_ms_per_poll_all"] = 1000 * max(0.0, result["cpu"] - idle["cpu"]) / max(polls, 1)
     result["rss_mb_per_1000"] = result["rss_growth_kb"] / 1024 / len(ids) * 1000
-    return result
+    return dict(result)
 
 
 def median(results: list[dict[str, float]]) -> dict[str, float]:

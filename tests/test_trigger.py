@@ -46,7 +46,7 @@ def test_serializes_ids_and_times_only() -> None:
 
 
 def test_a_trigger_serialized_before_adaptive_polling_still_loads() -> None:
-    old_kwargs = {"video_task_id": "v", "grok_conn_id": "c", "poll_interval": 5.0, "end_time": 1.0}
+    old_kwargs: dict[str, Any] = {"video_task_id": "v", "grok_conn_id": "c", "poll_interval": 5.0, "end_time": 1.0}
     assert GrokVideoTrigger(**old_kwargs).max_poll_interval is None  # fixed interval, as it was
 
 

@@ -6,7 +6,7 @@ import math
 import time
 from collections.abc import Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.providers.common.compat.sdk import (
     AirflowSensorTimeout,
@@ -23,7 +23,7 @@ from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, 
 from airflow_grok_video.video_task import url_for_logs
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
 
 
 class GrokVideoSensor(BaseSensorOperator):
@@ -56,7 +56,7 @@ class GrokVideoSensor(BaseSensorOperator):
     def __init__(
         self,
         *,
-        video_task_id: str,
+        video_task_id: str | XComArg,
         grok_conn_id: str = GrokVideoHook.default_conn_name,
         poke_interval: float = 15.0,
         timeout: float = 60 * 60,
@@ -66,7 +66,7 @@ class GrokVideoSensor(BaseSensorOperator):
     ) -> None:
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
         PollSchedule(poke_interval, max_poll_interval)  # refuses bad intervals now, not in the triggerer
-        self.video_task_id = video_task_id
+        self.video_task_id = cast("str", video_task_id)  # an XComArg is resolved before execute
         self.grok_conn_id = grok_conn_id
         self.deferrable = deferrable
         self.max_poll_interval = max_poll_interval

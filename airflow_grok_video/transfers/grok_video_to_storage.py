@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import (
@@ -22,7 +22,7 @@ from airflow_grok_video.video_task import url_for_logs
 
 if TYPE_CHECKING:
     import requests
-    from airflow.sdk import Context, ObjectStoragePath
+    from airflow.sdk import Context, ObjectStoragePath, XComArg
 
 _EXPIRED = (403, 404, 410)
 # The body must arrive as the bytes Content-Length counts: no gzip, no deflate.
@@ -74,7 +74,7 @@ class GrokVideoToStorageOperator(BaseOperator):
     def __init__(
         self,
         *,
-        video_url: str,
+        video_url: str | XComArg,
         dest: str,
         dest_conn_id: str | None = None,
         overwrite: bool = False,
@@ -84,7 +84,7 @@ class GrokVideoToStorageOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.video_url = video_url
+        self.video_url = cast("str", video_url)  # an XComArg is resolved before execute
         self.dest = dest
         self.dest_conn_id = dest_conn_id
         self.overwrite = overwrite
