@@ -1,29 +1,32 @@
-"""Shared fixtures: an isolated Airflow home, its database, and the emulator as the API."""
+"""Shared fixtures: an isolated Airflow home, its database, and the emulator as the API.
+
+They come from the provider's own pytest plugin (``airflow_grok_video.pytest_plugin``, the same
+fixtures users get), under this suite's older names ``airflow_db`` and ``emulator``.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from airflow_grok_video.pytest_plugin import AirflowHome, connection_json, isolate_airflow
+
+# Loaded already through its entry point when the package is installed; this also covers
+# PYTEST_DISABLE_PLUGIN_AUTOLOAD and a checkout whose install predates the entry point.
+pytest_plugins = ["airflow_grok_video.pytest_plugin"]
 
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "sk_test_SENTINEL_7f3a9c"
 
 # Airflow reads its configuration when first imported: set it before any test module imports it.
-# DAGs must live in a bundle for dag.test(): the folder holds the examples and the tests' own DAGs.
-_AIRFLOW_HOME = tempfile.mkdtemp(prefix="grok-video-airflow-")
-DAGS_FOLDER = Path(_AIRFLOW_HOME) / "dags"
-DAGS_FOLDER.mkdir()
-for _dag_file in [*(REPO / "dags").glob("*.py"), *(REPO / "tests" / "dag_files").glob("*.py")]:
-    if _dag_file.name != "__init__.py":
-        (DAGS_FOLDER / _dag_file.name).symlink_to(_dag_file)
+# DAGs must live in the DAG folder for dag.test(): it holds the examples and the tests' own DAGs.
+AIRFLOW = isolate_airflow([REPO / "dags", REPO / "tests" / "dag_files"])
+DAGS_FOLDER = AIRFLOW.dags_folder
 # Metrics go to a StatsD port the tests listen on (see the ``statsd`` fixture).
 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as _udp:
     _udp.bind(("127.0.0.1", 0))
@@ -34,9 +37,6 @@ os.environ.update(
         "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
         "AIRFLOW__METRICS__STATSD_PORT": str(STATSD_PORT),
         "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",
-        "AIRFLOW_HOME": _AIRFLOW_HOME,
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
     }
 )
@@ -46,27 +46,30 @@ from airflow_grok_video.emulator import GrokVideoEmulator  # noqa: E402
 
 def conn_json(base_url: str, api_key: str = API_KEY) -> str:
     """The connection as Airflow reads it from an ``AIRFLOW_CONN_*`` variable."""
-    return json.dumps({"conn_type": "grok_video", "host": base_url, "password": api_key})
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> str:
-    """Migrate the test Airflow's SQLite database once per session."""
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        check=True,
-        capture_output=True,
-        env=os.environ.copy(),
-    )
-    return _AIRFLOW_HOME
+    return connection_json(base_url, api_key)
 
 
 @pytest.fixture
-def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[GrokVideoEmulator]:
+def grok_video_api_key() -> str:
+    """The plugin's emulator connection carries this suite's sentinel key (never to be logged)."""
+    return API_KEY
+
+
+@pytest.fixture
+def grok_video_emulator_options() -> Mapping[str, Any]:
+    return {"queue_seconds": 0.2, "generation_seconds": 1.0}
+
+
+@pytest.fixture(scope="session")
+def airflow_db(grok_video_airflow: AirflowHome) -> str:
+    """The isolated Airflow's home, its SQLite database migrated once per session."""
+    return str(grok_video_airflow.home)
+
+
+@pytest.fixture
+def emulator(grok_video_emulator: GrokVideoEmulator) -> GrokVideoEmulator:
     """A fresh emulator on 127.0.0.1, wired up as the ``grok_video_default`` connection."""
-    with GrokVideoEmulator(queue_seconds=0.2, generation_seconds=1.0) as emu:
-        monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", conn_json(emu.base_url))
-        yield emu
+    return grok_video_emulator
 
 
 @pytest.fixture(scope="session")
