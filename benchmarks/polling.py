@@ -11,6 +11,9 @@ event loop, two ways:
 Requests per video count the create and every query the emulator received for that video.
 Detection lag is the time from the emulator marking the video complete to the trigger's event.
 Everything runs in real time, so the run lasts about the longest generation time plus a few seconds.
+
+Then, unless ``--skip-models``, the same schedule across the emulator's family of progress models
+(``benchmarks/polling_models.py``: simulated time, a few seconds), since the real API's is undocumented.
 """
 
 from __future__ import annotations
@@ -100,6 +103,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--generations", default="30,60,90,120,180", help="comma-separated seconds")
     parser.add_argument("--videos", type=int, default=10, help="videos per generation time and strategy")
+    parser.add_argument(
+        "--skip-models", action="store_true", help="skip the sweep across progress models (polling_models.py)"
+    )
     args = parser.parse_args()
     generations = [int(g) for g in args.generations.split(",")]
     with GrokVideoEmulator(api_keys=[KEY], queue_seconds=QUEUE_SECONDS) as emulator:
@@ -108,6 +114,10 @@ def main() -> None:
         )
         results = asyncio.run(measure(emulator, generations, args.videos))
     report(results, generations)
+    if not args.skip_models:
+        import polling_models  # beside this script
+
+        polling_models.run()
 
 
 if __name__ == "__main__":

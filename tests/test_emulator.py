@@ -23,6 +23,7 @@ import aiohttp
 import pytest
 
 from airflow_grok_video.emulator import EmulatedVideo, Fault, GrokVideoEmulator, RecordedRequest, Rule
+from airflow_grok_video.emulator.progress import ProgressModel
 
 CREATE = "/api/open-api/v1/grok/videos"
 QUERY = "/api/open-api/v1/videos/"
@@ -310,6 +311,171 @@ def test_rule_and_fault_fields_are_checked() -> None:
         Fault("teapot")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="times"):
         Fault("html", times=0)
+
+
+# -- progress models --------------------------------------------------------------------------------
+
+
+def progress_over(
+    model: ProgressModel, seconds: list[float], queue: float = 1.0, generation: float = 100.0
+) -> list[tuple[str, int]]:
+    """The (phase, progress) a task created at 0 reports at each of ``seconds``."""
+    return [model.state(0.0, queue, generation, now) for now in seconds]
+
+
+def test_the_default_model_is_the_original_fixed_queue_then_linear_from_the_processing_start() -> None:
+    assert ProgressModel.parse("default") == ProgressModel() == ProgressModel.parse("")
+    assert progress_over(ProgressModel(), [0, 0.99, 1, 1.5, 26, 51.9, 100.99, 101]) == [
+        ("queued", 0),
+        ("queued", 0),
+        ("processing", 1),  # 1-99 while processing, never 0
+        ("processing", 1),
+        ("processing", 25),
+        ("processing", 50),
+        ("processing", 99),
+        ("done", 100),
+    ]
+    video = EmulatedVideo(
+        "video_1", "m", "p", "https://i", 10, "16:9", created=1000.0, queue_seconds=2, generation_seconds=10
+    )
+    assert video.progress_model == ProgressModel() and video.done_at == 1012.0
+    assert [(video.status(t), video.view("", t)["progress"]) for t in (1001, 1007, 1012)] == [
+        ("queued", 0),
+        ("processing", 50),
+        ("completed", 100),
+    ]
+
+
+def test_a_queue_share_makes_the_generation_time_the_whole_time() -> None:
+    model = ProgressModel(queue=0.2)
+    assert model.timeline(queue_seconds=1.0, generation_seconds=100.0) == (20.0, 100.0)
+    # Progress from the processing start: 20-100 s is 0-100%.
+    assert progress_over(model, [0, 19.9, 20, 60, 99.9, 100]) == [
+        ("queued", 0),
+        ("queued", 0),
+        ("processing", 1),
+        ("processing", 50),
+        ("processing", 99),
+        ("done", 100),
+    ]
+    video = EmulatedVideo(
+        "v",
+        "m",
+        "p",
+        "https://i",
+        10,
+        "16:9",
+        created=0.0,
+        queue_seconds=1,
+        generation_seconds=100,
+        progress_model=model,
+    )
+    assert video.done_at == 100.0 and video.view("", 99.9)["completed_at"] is None
+
+
+def test_progress_counted_from_the_create_starts_at_the_queued_share() -> None:
+    model = ProgressModel(queue=0.3, origin="created")
+    assert progress_over(model, [29.9, 30, 50, 99.9, 100]) == [
+        ("queued", 0),
+        ("processing", 30),  # the first processing answer already shows the time spent queued
+        ("processing", 50),
+        ("processing", 99),
+        ("done", 100),
+    ]
+    # With the default fixed queue too: 1 s queued of 101 s in all.
+    assert progress_over(ProgressModel(origin="created"), [1, 50.5]) == [
+        ("processing", 1),
+        ("processing", 50),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [
+        ("linear", [1, 10, 25, 50, 75, 90, 99]),
+        ("ease-in", [1, 1, 6, 25, 56, 81, 99]),  # slow start, fast finish: f squared
+        ("ease-out", [1, 19, 43, 75, 93, 99, 99]),  # fast start, slow finish: 1 - (1 - f) squared
+        ("smoothstep", [1, 2, 15, 50, 84, 97, 99]),  # slow at both ends
+        ("steps", [1, 10, 20, 50, 70, 90, 90]),  # 10 % at a time (1 % in the first tenth)
+        ("none", [0, 0, 0, 0, 0, 0, 0]),  # processing, but 0 until done
+    ],
+)
+def test_each_shape_over_time(shape: str, expected: list[int]) -> None:
+    model = ProgressModel.parse(f"shape={shape}")
+    seconds = [0, 10, 25, 50, 75, 90, 99.9]  # fractions of a 100 s generation, no queue
+    states = progress_over(model, seconds, queue=0.0)
+    assert [phase for phase, _ in states] == ["processing"] * len(seconds)
+    assert [progress for _, progress in states] == expected
+    assert model.state(0.0, 0.0, 100.0, 100.0) == ("done", 100)
+
+
+def test_every_model_rises_monotonically_and_ends_on_time() -> None:
+    for queue in (None, 0.0, 0.1, 0.3):
+        for origin in ("processing", "created"):
+            for shape in ("linear", "ease-in", "ease-out", "smoothstep", "steps", "none"):
+                model = ProgressModel(queue=queue, origin=origin, shape=shape)  # type: ignore[arg-type]
+                states = progress_over(model, [t / 4 for t in range(0, 4 * 130)], queue=2.0, generation=120.0)
+                progress = [p for _, p in states]
+                assert progress == sorted(progress), model
+                phases = [phase for phase, _ in states]
+                assert phases == sorted(phases, key=["queued", "processing", "done"].index), model
+                end = model.timeline(2.0, 120.0)[1]
+                assert model.state(0.0, 2.0, 120.0, end - 0.01)[0] != "done"
+                assert model.state(0.0, 2.0, 120.0, end) == ("done", 100)
+
+
+def test_progress_model_specs_parse_print_and_are_checked() -> None:
+    model = ProgressModel.parse("shape=ease-out, queue=20%, origin=created")
+    assert model == ProgressModel(queue=0.2, origin="created", shape="ease-out")
+    assert str(model) == "shape=ease-out,queue=0.2,origin=created"
+    assert ProgressModel.parse(str(model)) == model
+    assert ProgressModel.parse({"shape": "steps", "queue": 0.1}) == ProgressModel(queue=0.1, shape="steps")
+    assert str(ProgressModel()) == "default" and str(ProgressModel(shape="none")) == "shape=none"
+    for spec, field in [
+        ("shape=wobbly", "shape"),
+        ("origin=later", "origin"),
+        ("queue=0.5", "queue"),
+        ("queue=lots", "queue"),
+        ("speed=2", "unknown part"),
+    ]:
+        with pytest.raises(ValueError, match=field):
+            ProgressModel.parse(spec)
+
+
+def test_a_rule_picks_its_model_over_the_emulators(instant: GrokVideoEmulator) -> None:
+    spec: Any = "shape=steps"  # a spec, as /_emulator/rules passes it on
+    instant.add_rule(Rule(prompt_contains="stepped", generation_seconds=60, progress_model=spec))
+    stepped, plain = create(instant, prompt="stepped fox"), create(instant)
+    assert instant.tasks[stepped].progress_model == ProgressModel(shape="steps")
+    assert instant.tasks[plain].progress_model == ProgressModel()
+    with pytest.raises(ValueError, match="shape"):
+        Rule(prompt_contains="x", progress_model="shape=wobbly")  # type: ignore[arg-type]
+
+
+def test_the_emulators_model_from_its_constructor_and_config(emu: GrokVideoEmulator) -> None:
+    with GrokVideoEmulator(progress_model="shape=none,queue=0.1") as other:
+        assert other.progress_model == ProgressModel(queue=0.1, shape="none")
+    assert emu.progress_model == ProgressModel()
+    assert (
+        control(emu, "POST", "config", {"progress_model": {"shape": "ease-in", "origin": "created"}})[0]
+        == 200
+    )
+    task_id = create(emu)
+    assert emu.tasks[task_id].progress_model == ProgressModel(origin="created", shape="ease-in")
+    assert control(emu, "POST", "config", {"progress_model": "shape=steps,queue=0.3"})[0] == 200
+    assert emu.progress_model == ProgressModel(queue=0.3, shape="steps")
+    status, answer = control(emu, "POST", "config", {"progress_model": "shape=wobbly"})
+    assert status == 400 and "shape" in answer["error"]
+    assert control(emu, "POST", "rules", {"prompt_contains": "x", "progress_model": "queue=0.9"})[0] == 400
+    assert emu.progress_model == ProgressModel(queue=0.3, shape="steps")  # a refused setting changes nothing
+
+
+def test_the_cli_flag_names_the_model() -> None:
+    from airflow_grok_video.emulator.__main__ import _parser
+
+    assert _parser().parse_args([]).progress_model == ProgressModel()
+    args = _parser().parse_args(["--progress-model", "shape=smoothstep,queue=0.2"])
+    assert args.progress_model == ProgressModel(queue=0.2, shape="smoothstep")
 
 
 # -- video bytes ------------------------------------------------------------------------------------

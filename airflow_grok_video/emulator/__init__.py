@@ -12,8 +12,9 @@ It depends on aiohttp and the standard library only, and the provider never impo
 
 Its modules: ``server`` (:class:`GrokVideoEmulator`: lifecycle, routes, the request record, the
 control endpoints), ``tasks`` (:class:`Rule` and :class:`EmulatedVideo`, whose status follows the
-clock), ``validation`` (the create request's documented rules), ``faults`` (:class:`Fault` and the
-answers that stand for it) and ``wire`` (paths, the JSON envelope, dropped connections, video bytes).
+clock), ``progress`` (``ProgressModel``: how status and progress follow the clock), ``validation``
+(the create request's documented rules), ``faults`` (:class:`Fault` and the answers that stand for
+it) and ``wire`` (paths, the JSON envelope, dropped connections, video bytes).
 """
 
 from __future__ import annotations

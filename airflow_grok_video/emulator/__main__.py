@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import signal
 
+from airflow_grok_video.emulator.progress import ProgressModel
 from airflow_grok_video.emulator.server import GrokVideoEmulator
 from airflow_grok_video.emulator.wire import DEFAULT_VIDEO_BYTES
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         generation_seconds=args.generation_seconds,
         balance=args.balance,
         video_bytes=args.video_bytes,
+        progress_model=args.progress_model,
     )
     _raise_open_file_limit()
     asyncio.run(_serve(emulator))
@@ -43,6 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--queue-seconds", type=float, default=1.0, help="time a task stays queued")
     parser.add_argument("--generation-seconds", type=float, default=5.0, help="time a task stays processing")
     parser.add_argument(
+        "--progress-model",
+        type=_progress_model,
+        default=ProgressModel(),
+        metavar="SPEC",
+        help="how status and progress follow the clock, e.g. 'shape=ease-out,queue=0.2,origin=created' "
+        "(shape: linear, ease-in, ease-out, smoothstep, steps, none; queue: a share 0-0.3 of "
+        "--generation-seconds, which is then the whole time; origin: processing or created; "
+        "default: queued --queue-seconds, then linear from the processing start)",
+    )
+    parser.add_argument(
         "--api-key",
         action="append",
         dest="api_keys",
@@ -55,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
         "--video-bytes", type=int, default=DEFAULT_VIDEO_BYTES, help="size of each video served"
     )
     return parser
+
+
+def _progress_model(spec: str) -> ProgressModel:
+    try:
+        return ProgressModel.parse(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _raise_open_file_limit() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from airflow_grok_video.emulator.faults import Fault, PendingFault, fault_answer
+from airflow_grok_video.emulator.progress import ProgressModel
 from airflow_grok_video.emulator.tasks import EmulatedVideo, Rule
 from airflow_grok_video.emulator.validation import CreateParams, InvalidCreate, parse_create
 from airflow_grok_video.emulator.wire import (
@@ -75,6 +76,10 @@ class GrokVideoEmulator:
     :param generation_seconds: how long a task stays ``processing``.
     :param balance: videos that can still be bought; ``None`` is unlimited.
     :param video_bytes: size of the video served at ``result.video_url``.
+    :param progress_model: how tasks' status and progress follow the clock (a
+        :class:`~airflow_grok_video.emulator.progress.ProgressModel` or its spec, e.g.
+        ``"shape=ease-out,queue=0.2,origin=created"``); the default queues for ``queue_seconds``, then
+        progresses linearly from the processing start. A rule's model takes precedence.
     """
 
     def __init__(
@@ -87,6 +92,7 @@ class GrokVideoEmulator:
         generation_seconds: float = 5.0,
         balance: int | None = None,
         video_bytes: int = DEFAULT_VIDEO_BYTES,
+        progress_model: ProgressModel | str | dict[str, Any] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -95,6 +101,9 @@ class GrokVideoEmulator:
         self.generation_seconds = generation_seconds
         self.balance = balance
         self.video_bytes = video_bytes
+        self.progress_model = (
+            ProgressModel() if progress_model is None else ProgressModel.parse(progress_model)
+        )
         self._requests: list[RecordedRequest] = []
         self._tasks: dict[str, EmulatedVideo] = {}
         self._rules: list[Rule] = []
@@ -285,13 +294,14 @@ class GrokVideoEmulator:
         """
         Change settings, as ``/_emulator/config`` does; new values apply to tasks created afterwards.
 
-        :param settings: any of ``queue_seconds``, ``generation_seconds`` (numbers >= 0) and
-            ``balance`` (an integer >= 0, or ``None`` for unlimited).
+        :param settings: any of ``queue_seconds``, ``generation_seconds`` (numbers >= 0),
+            ``balance`` (an integer >= 0, or ``None`` for unlimited) and ``progress_model`` (a
+            :class:`~airflow_grok_video.emulator.progress.ProgressModel`, its spec string or a dict
+            of its fields).
         """
-        for key, value in settings.items():
-            _check_setting(key, value)
+        checked = {key: _check_setting(key, value) for key, value in settings.items()}
         with self._lock:
-            for key, value in settings.items():
+            for key, value in checked.items():
                 setattr(self, key, value)
 
     # -- bookkeeping ---------------------------------------------------------------------------
@@ -345,6 +355,9 @@ class GrokVideoEmulator:
             generation = self.generation_seconds
             if rule is not None and rule.generation_seconds is not None:
                 generation = rule.generation_seconds
+            progress_model = self.progress_model
+            if rule is not None and rule.progress_model is not None:
+                progress_model = rule.progress_model
             task = EmulatedVideo(
                 task_id=f"video_{uuid.uuid4().hex}",
                 model=params.model,
@@ -356,6 +369,7 @@ class GrokVideoEmulator:
                 queue_seconds=self.queue_seconds,
                 generation_seconds=generation,
                 rule=rule,
+                progress_model=progress_model,
             )
             self._tasks[task.task_id] = task
         return task
@@ -499,15 +513,19 @@ async def _control_call(request: web.Request, apply: Callable[[dict[str, Any]], 
     return web.json_response({"ok": True})
 
 
-def _check_setting(key: str, value: Any) -> None:
+def _check_setting(key: str, value: Any) -> Any:
+    """The setting's value as the emulator keeps it; ``ValueError`` when it is not acceptable."""
     if key in ("queue_seconds", "generation_seconds"):
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ValueError(f"{key}: must be a number >= 0")
     elif key == "balance":
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise ValueError("balance: must be an integer >= 0 or null")
+    elif key == "progress_model":
+        return ProgressModel.parse(value)
     else:
         raise ValueError(f"unknown setting {key}")
+    return value
 
 
 def _cancel_remaining(loop: asyncio.AbstractEventLoop) -> None:

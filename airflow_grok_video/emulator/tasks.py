@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from airflow_grok_video.emulator.progress import ProgressModel
 from airflow_grok_video.emulator.wire import VIDEO_PREFIX
 
 Outcome = Literal["completed", "failed"]
@@ -25,6 +26,9 @@ class Rule:
     :param processing_status: the status reported while generating (e.g. an undocumented ``rendering``).
     :param url_query: a query string appended to ``result.video_url`` (e.g. a signature), ignored
         when the video is downloaded.
+    :param progress_model: how this task's status and progress follow the clock, instead of the
+        emulator's: a :class:`~airflow_grok_video.emulator.progress.ProgressModel` or its spec
+        (``"shape=steps,queue=0.2"``, or a dict of its fields).
     """
 
     prompt_contains: str
@@ -35,8 +39,11 @@ class Rule:
     times: int | None = None
     processing_status: str = "processing"
     url_query: str = ""
+    progress_model: ProgressModel | None = None
 
     def __post_init__(self) -> None:
+        if self.progress_model is not None:  # a spec, as /_emulator/rules sends it
+            object.__setattr__(self, "progress_model", ProgressModel.parse(self.progress_model))
         if self.outcome not in OUTCOMES:
             raise ValueError(f"outcome: must be one of {', '.join(OUTCOMES)}")
         if self.times is not None and self.times < 1:
@@ -61,6 +68,8 @@ class EmulatedVideo:
     :param queue_seconds: how long it stays ``queued``.
     :param generation_seconds: how long it stays ``processing``.
     :param rule: the rule that chose its behaviour, if any.
+    :param progress_model: how its status and progress follow the clock (the default: queued for
+        ``queue_seconds``, then linear progress from the processing start).
     """
 
     task_id: str
@@ -73,11 +82,12 @@ class EmulatedVideo:
     queue_seconds: float
     generation_seconds: float
     rule: Rule | None = None
+    progress_model: ProgressModel = field(default_factory=ProgressModel)
 
     @property
     def done_at(self) -> float:
         """Unix time at which the task completes or fails."""
-        return self.created + self.queue_seconds + self.generation_seconds
+        return self.created + self.progress_model.timeline(self.queue_seconds, self.generation_seconds)[1]
 
     @property
     def fails(self) -> bool:
@@ -117,12 +127,13 @@ class EmulatedVideo:
             "result": None,
             "error_message": None,
         }
-        if now >= self.done_at:
+        phase, progress = self.progress_model.state(
+            self.created, self.queue_seconds, self.generation_seconds, now
+        )
+        if phase == "done":
             data.update(self._finished(base_url))
-        elif now - self.created >= self.queue_seconds:
-            data.update(
-                status=self._spelling("processing_status", "processing"), progress=self._progress(now)
-            )
+        elif phase == "processing":
+            data.update(status=self._spelling("processing_status", "processing"), progress=progress)
         return data
 
     def _finished(self, base_url: str) -> dict[str, Any]:
@@ -140,10 +151,6 @@ class EmulatedVideo:
             "progress": 100,
             "result": result,
         }
-
-    def _progress(self, now: float) -> int:
-        fraction = (now - self.created - self.queue_seconds) / max(self.generation_seconds, 1e-9)
-        return min(99, max(1, int(fraction * 100)))
 
     def _spelling(self, field: str, default: str) -> str:
         return default if self.rule is None else str(getattr(self.rule, field))
