@@ -145,6 +145,7 @@ def test_ca_bundle_from_the_environment_unless_trust_env_is_off(
     assert len(gateway.seen) == 1
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # what it asks for
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("verify", [False, "false"])
 def test_verify_false_skips_the_check(

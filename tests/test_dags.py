@@ -81,14 +81,18 @@ def test_sensor_modes_return_the_url(emulator: GrokVideoEmulator, mode: str) -> 
     # The "Grok Video" extra link: Airflow stores what get_link returned for the UI to show.
     assert wait.xcom_pull(task_ids="wait", key="_link_GrokVideoLink") == xcom(run, "wait")
     assert emulator.creates == 1
-    # Every request names the provider and its version; deferred, the trigger polls with aiohttp in
-    # the triggerer, otherwise the worker polls with requests.
+    # Every request names the provider and its version; deferred, the sensor looks once from the
+    # worker (requests), then the trigger polls with aiohttp in the triggerer; otherwise the worker
+    # polls with requests.
     from airflow_grok_video import __version__
 
     agents = [r.user_agent.split() for r in emulator.requests]
     assert {agent[0] for agent in agents} == {f"airflow-provider-grok-video/{__version__}"}
-    clients = {r.user_agent.split()[-1].split("/")[0] for r in emulator.requests if r.method == "GET"}
-    assert clients == ({"aiohttp"} if mode == "deferrable" else {"python-requests"})
+    clients = [r.user_agent.split()[-1].split("/")[0] for r in emulator.requests if r.method == "GET"]
+    if mode == "deferrable":
+        assert clients[0] == "python-requests" and set(clients[1:]) == {"aiohttp"}
+    else:
+        assert set(clients) == {"python-requests"}
 
 
 @pytest.mark.parametrize("mode", ["poke", "deferrable"])
@@ -184,3 +188,20 @@ def test_every_example_dag_is_run_by_the_suite() -> None:
     examples = [p.stem for p in (REPO / "dags").glob("grok_video_*.py")]
     assert examples
     assert [name for name in examples if f'run_dag("{name}"' not in tested] == []
+
+
+def test_a_video_done_before_the_sensor_starts_is_handed_on_without_deferring(
+    emulator: GrokVideoEmulator, capfd: pytest.CaptureFixture[str]
+) -> None:
+    emulator.configure({"queue_seconds": 0, "generation_seconds": 0})
+    run = run_dag("grok_test_deferrable")
+    assert states(run) == {"create": "success", "wait": "success"}
+    [task_id] = list(emulator.tasks)
+    url = f"{emulator.base_url}/videos/{task_id}.mp4"
+    assert xcom(run, "wait") == url
+    [wait] = [ti for ti in run.get_task_instances() if ti.task_id == "wait"]
+    assert wait.xcom_pull(task_ids="wait", key="video_url") == url
+    assert emulator.count("GET") == 1  # the sensor's one look; a deferred wait would have queried again
+    out, err = capfd.readouterr()
+    assert f"Grok video task {task_id}: already completed" in out + err
+    assert "Deferring" not in out + err

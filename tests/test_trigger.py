@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+import types
 from typing import Any
 
 import pytest
+from airflow.triggers.base import TriggerEvent
 
 from airflow_grok_video.emulator import Fault, GrokVideoEmulator, Rule
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
@@ -41,12 +43,18 @@ def test_serializes_ids_and_times_only() -> None:
         "poll_interval": 7.5,
         "end_time": 1_800_000_000.0,
         "max_poll_interval": 90.0,
+        "success_xcoms": None,
     }
     assert GrokVideoTrigger(**kwargs).serialize() == (path, kwargs)
 
 
 def test_a_trigger_serialized_before_adaptive_polling_still_loads() -> None:
-    old_kwargs: dict[str, Any] = {"video_task_id": "v", "grok_conn_id": "c", "poll_interval": 5.0, "end_time": 1.0}
+    old_kwargs: dict[str, Any] = {
+        "video_task_id": "v",
+        "grok_conn_id": "c",
+        "poll_interval": 5.0,
+        "end_time": 1.0,
+    }
     assert GrokVideoTrigger(**old_kwargs).max_poll_interval is None  # fixed interval, as it was
 
 
@@ -220,3 +228,100 @@ def test_an_event_the_trigger_never_sends_says_so(event: Any, shown: str) -> Non
         video_url_from_event(event, timeout_error=TimeoutError)
     assert shown in str(info.value)
     assert type(info.value) is AirflowException  # not mistaken for an API error or a failed video
+
+
+SUCCESS_XCOMS: dict[str, Any] = {
+    "return_value": "video_url",
+    "video_url": "video_url",
+    "_link_GrokVideoLink": "video_url",
+    "created": "video_task_id",
+}
+
+
+needs_async_xcom_push = pytest.mark.skipif(
+    not hasattr(__import__("airflow.sdk.execution_time.xcom", fromlist=["XCom"]).XCom, "aset"),
+    reason="this Airflow's XCom has no async push: the task resumes in a worker",
+)
+
+
+def ending_trigger(task_id: str) -> GrokVideoTrigger:
+    return GrokVideoTrigger(
+        task_id,
+        "grok_video_default",
+        poll_interval=0.1,
+        end_time=time.time() + 20,
+        success_xcoms=SUCCESS_XCOMS,
+    )
+
+
+class RecordingComms:
+    """The triggerer's channel to its supervisor, reduced to recording the XComs a trigger pushes."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    async def asend(self, message: Any) -> None:
+        if message.type == "SetXCom":
+            self.sent.append(message)
+
+    def send(self, message: Any) -> None:  # Airflow's secrets masker tells the supervisor of a secret
+        pass
+
+
+@pytest.fixture
+def comms(monkeypatch: pytest.MonkeyPatch) -> RecordingComms:
+    from airflow.sdk.execution_time import task_runner
+
+    recording = RecordingComms()
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", recording, raising=False)
+    return recording
+
+
+def as_triggerer_runs_it(trigger: GrokVideoTrigger) -> GrokVideoTrigger:
+    ti = types.SimpleNamespace(dag_id="d", run_id="r", task_id="wait", map_index=3)
+    trigger.task_instance = ti  # type: ignore[assignment]
+    return trigger
+
+
+@needs_async_xcom_push
+async def test_a_success_ends_the_task_in_the_triggerer(
+    emulator: GrokVideoEmulator, comms: RecordingComms
+) -> None:
+    from airflow.triggers.base import TaskSuccessEvent
+
+    task_id = create()
+    trigger = as_triggerer_runs_it(ending_trigger(task_id))
+    [event] = [event async for event in trigger.run()]
+    assert isinstance(event, TaskSuccessEvent) and not event.xcoms
+    url = f"{emulator.base_url}/videos/{task_id}.mp4"
+    pushed = {(m.key, m.value, m.dag_id, m.run_id, m.task_id, m.map_index) for m in comms.sent}
+    assert pushed == {
+        (key, value, "d", "r", "wait", 3)
+        for key, value in {
+            "return_value": url,
+            "video_url": url,
+            "_link_GrokVideoLink": url,
+            "created": task_id,
+        }.items()
+    }
+    assert trigger.serialize()[1]["success_xcoms"] == SUCCESS_XCOMS  # ids and names only
+
+
+async def test_any_other_outcome_still_resumes_the_task(
+    emulator: GrokVideoEmulator, comms: RecordingComms
+) -> None:
+    emulator.add_rule(Rule(prompt_contains="doomed", outcome="failed", error_message="content policy"))
+    [event] = [event async for event in as_triggerer_runs_it(ending_trigger(create("a doomed fox"))).run()]
+    assert type(event) is TriggerEvent
+    assert event.payload["status"] == "failed"
+    assert comms.sent == []
+
+
+async def test_without_a_task_instance_a_success_resumes_the_task(
+    emulator: GrokVideoEmulator, comms: RecordingComms
+) -> None:
+    # dag.test() runs triggers inline, with no task instance, and resumes the task with the event.
+    [event] = [event async for event in ending_trigger(create()).run()]
+    assert type(event) is TriggerEvent
+    assert event.payload["status"] == "success"
+    assert comms.sent == []

@@ -287,6 +287,7 @@ class GrokCreateVideoOperator(BaseOperator):
                 poll_interval=self.poll_interval,
                 max_poll_interval=self.max_poll_interval,
                 timeout=self.timeout,
+                return_value="video_task_id",
             )
         deadline = time.time() + self.timeout
         wait = VideoWait(video_task_id, PollSchedule(self.poll_interval, self.max_poll_interval), deadline)

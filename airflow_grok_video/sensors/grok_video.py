@@ -16,7 +16,7 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_grok_video import metrics
-from airflow_grok_video.exceptions import GrokVideoGenerationFailed
+from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoGenerationFailed
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
 from airflow_grok_video.links.grok_video import VIDEO_URL_XCOM_KEY, GrokVideoLink
 from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, VideoWait
@@ -79,9 +79,12 @@ class GrokVideoSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Wait in the worker (poke or reschedule mode) or defer to the triggerer."""
+        self._wait = self._video_wait(deadline=self._started(context) + self.timeout)
         if not self.deferrable:
-            self._wait = self._video_wait(deadline=self._started(context) + self.timeout)
             return super().execute(context)
+        finished = self._finished_already(context)
+        if finished is not None:
+            return finished
         from airflow_grok_video.triggers.grok_video import defer_until_done
 
         self.log.info("Deferring: waiting for Grok video task %s in the triggerer", self.video_task_id)
@@ -92,7 +95,26 @@ class GrokVideoSensor(BaseSensorOperator):
             poll_interval=self.poke_interval,
             max_poll_interval=self.max_poll_interval,
             timeout=self.timeout,
+            return_value="video_url",
         )
+
+    def _finished_already(self, context: Context) -> str | None:
+        """
+        Look once before deferring: a video already done is handed on without a trip to the triggerer.
+
+        Anything else (still running, failed, an API error) is left to the deferred wait, which
+        handles it as ever (retries, ``soft_fail``).
+        """
+        try:
+            task = self.hook.get_video_task(self.video_task_id, deadline=time.time())  # no retries
+        except GrokVideoAPIError as error:
+            self.log.info("Grok video task %s: first look failed (%s); deferring", self.video_task_id, error)
+            return None
+        if not task.succeeded or task.video_url is None:
+            return None
+        self.log.info("Grok video task %s: already completed, %s", task.task_id, url_for_logs(task.video_url))
+        context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=task.video_url)
+        return task.video_url
 
     def _started(self, context: Context) -> float:
         """Unix time the wait began: this try's start, or in reschedule mode its first poke's."""

@@ -6,10 +6,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from airflow.providers.common.compat.sdk import AirflowException
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airflow_grok_video.exceptions import (
     GrokVideoAPIError,
@@ -18,6 +18,7 @@ from airflow_grok_video.exceptions import (
     GrokVideoRequestError,
 )
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
+from airflow_grok_video.links.grok_video import VIDEO_URL_XCOM_KEY
 from airflow_grok_video.polling import PollSchedule, VideoWait
 
 if TYPE_CHECKING:
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 
 #: Slack given to Airflow's own deferral timeout, so that the trigger's clearer ``timeout`` event comes first.
 DEFERRAL_GRACE = timedelta(seconds=60)
+
+#: What a trigger that ends its task on success pushes under an XCom key: the video's URL or its id.
+SuccessValue = Literal["video_url", "video_task_id"]
 
 
 class GrokVideoTrigger(BaseTrigger):
@@ -42,12 +46,19 @@ class GrokVideoTrigger(BaseTrigger):
     ``error`` (with ``error_type``, and ``http_status``, ``code`` and ``msg`` when the API sent them).
     :func:`video_url_from_event` turns the event back into a URL or the matching exception.
 
+    With ``success_xcoms``, a success ends the task in the triggerer instead: the trigger pushes
+    those XComs and yields a ``TaskSuccessEvent``, so no worker runs again for it. Any other
+    outcome, and a success where Airflow cannot end the task here (``dag.test()``, Airflow before
+    3.3), resumes the task in a worker as before.
+
     :param video_task_id: the API's video task id.
     :param grok_conn_id: the Airflow connection id.
     :param poll_interval: the shortest wait between two queries, in seconds.
     :param end_time: Unix time (seconds) at which waiting stops with a ``timeout`` event.
     :param max_poll_interval: the longest wait between two queries; ``None`` (or not above
         ``poll_interval``) polls every ``poll_interval`` seconds.
+    :param success_xcoms: on success, end the task here, pushing under each XCom key the video's
+        ``video_url`` or its ``video_task_id``; ``None`` resumes the task in a worker.
     """
 
     def __init__(
@@ -57,6 +68,7 @@ class GrokVideoTrigger(BaseTrigger):
         poll_interval: float,
         end_time: float,
         max_poll_interval: float | None = None,
+        success_xcoms: dict[str, SuccessValue] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.video_task_id = video_task_id
@@ -64,6 +76,7 @@ class GrokVideoTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.end_time = end_time
         self.max_poll_interval = max_poll_interval
+        self.success_xcoms = success_xcoms
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the arguments that rebuild this trigger."""
@@ -75,6 +88,7 @@ class GrokVideoTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
                 "max_poll_interval": self.max_poll_interval,
+                "success_xcoms": self.success_xcoms,
             },
         )
 
@@ -85,7 +99,44 @@ class GrokVideoTrigger(BaseTrigger):
             event = await self._wait(hook)
         finally:
             await hook.aclose()
-        yield TriggerEvent(event)
+        if event["status"] == "success" and await self._pushed_success_xcoms(event):
+            self.log.info("%s: the task ends here, without going back to a worker", event["message"])
+            yield TaskSuccessEvent()
+        else:
+            yield TriggerEvent(event)
+
+    async def _pushed_success_xcoms(self, event: dict[str, Any]) -> bool:
+        """
+        Push the XComs the task would push on success, as a worker does; ``False`` where that cannot be.
+
+        They go through the configured XCom backend and Airflow's execution API, as a worker's do
+        (a ``TaskSuccessEvent``'s own ``xcoms`` are stored encoded twice by Airflow 3.1-3.3, and
+        a downstream task would read the URL with quotes around it). Without a task instance
+        (``dag.test()`` runs triggers inline) or an async XCom push (Airflow before 3.3), the task
+        resumes in a worker as before.
+
+        :param event: the success event.
+        """
+        from airflow.sdk.execution_time.xcom import XCom
+
+        ti = self.task_instance
+        push = getattr(XCom, "aset", None)
+        if not self.success_xcoms or ti is None or push is None:
+            return False
+        try:
+            for key, value in self.success_xcoms.items():
+                await push(
+                    key,
+                    event[value],
+                    dag_id=ti.dag_id,
+                    task_id=ti.task_id,
+                    run_id=ti.run_id,
+                    map_index=ti.map_index,
+                )
+        except Exception as error:  # the worker pushes them again when it resumes
+            self.log.warning("Could not push the XComs from the triggerer (%s); resuming in a worker", error)
+            return False
+        return True
 
     async def _wait(self, hook: GrokVideoHook) -> dict[str, Any]:
         wait = VideoWait(
@@ -169,9 +220,14 @@ def defer_until_done(
     poll_interval: float,
     max_poll_interval: float | None,
     timeout: float,
+    return_value: SuccessValue,
 ) -> NoReturn:
     """
-    Defer ``task`` to a :class:`GrokVideoTrigger`; Airflow resumes it in ``execute_complete``.
+    Defer ``task`` to a :class:`GrokVideoTrigger` that ends it on success.
+
+    On success the trigger pushes what the task would have pushed itself: ``return_value``, the
+    URL under ``video_url`` and under each of the task's extra links; any other outcome resumes
+    the task in ``execute_complete``.
 
     :param task: the deferring operator or sensor.
     :param video_task_id: the API's video task id.
@@ -179,13 +235,17 @@ def defer_until_done(
     :param poll_interval: the shortest wait between two queries, in seconds.
     :param max_poll_interval: the longest wait between two queries (``None``: every ``poll_interval``).
     :param timeout: seconds from now after which the wait ends with a ``timeout`` event.
+    :param return_value: what the task returns on success: the ``video_url`` or the ``video_task_id``.
     """
+    success_xcoms: dict[str, SuccessValue] = {"return_value": return_value, VIDEO_URL_XCOM_KEY: "video_url"}
+    success_xcoms.update({link.xcom_key: "video_url" for link in task.operator_extra_links})
     trigger = GrokVideoTrigger(
         video_task_id=video_task_id,
         grok_conn_id=grok_conn_id,
         poll_interval=poll_interval,
         end_time=time.time() + timeout,
         max_poll_interval=max_poll_interval,
+        success_xcoms=success_xcoms,
     )
     task.defer(
         trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=timeout) + DEFERRAL_GRACE
