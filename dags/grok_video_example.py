@@ -1,4 +1,8 @@
-"""Create one Grok video, wait for it in the triggerer, then use its URL."""
+"""Create one Grok video, wait for it in the triggerer, then use its URL.
+
+With a real key each run buys one video (billed at your plan's price). The wait defers: a triggerer
+must run.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ def grok_video_example() -> None:
     create = GrokCreateVideoOperator(
         task_id="create_video",
         prompt="{{ params.prompt }}",
+        # A placeholder the real API cannot fetch: use an image URL of yours.
         image_url="https://example.com/images/fox.png",
         duration=10,
         ratio="16:9",

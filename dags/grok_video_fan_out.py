@@ -1,4 +1,8 @@
-"""Generate one video per prompt with dynamic task mapping, then collect the URLs."""
+"""Generate one video per prompt with dynamic task mapping, then collect the URLs.
+
+Costs money: with a real key each run buys one video per prompt, three a run (each billed at your
+plan's price). Try it on the emulator first. The waits defer: a triggerer must run.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from airflow.sdk import dag, task
 from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
 from airflow_grok_video.sensors.grok_video import GrokVideoSensor
 
+# One billed video per prompt, on every run.
 PROMPTS = [
     "A paper boat drifts down a rainy street",
     "Time-lapse of a city skyline from dusk to night",
@@ -24,6 +29,7 @@ PROMPTS = [
 def grok_video_fan_out() -> None:
     creates = GrokCreateVideoOperator.partial(
         task_id="create_video",
+        # A placeholder the real API cannot fetch: use an image URL of yours.
         image_url="https://example.com/images/reference.png",
         orientation="landscape",
     ).expand(prompt=PROMPTS)

@@ -1,4 +1,8 @@
-"""Create a video, wait for it, and keep it: copy it from its 3-day URL to durable storage."""
+"""Create a video, wait for it, and keep it: copy it from its 3-day URL to durable storage.
+
+With a real key each run buys one video (billed at your plan's price). The wait defers: a triggerer
+must run. ``file://`` is the disk of the worker that runs the keep task.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ def grok_video_keep() -> None:
     video = GrokCreateVideoOperator(
         task_id="make_video",
         prompt="Waves rolling onto a black sand beach at sunset",
+        # A placeholder the real API cannot fetch: use an image URL of yours.
         image_url="https://example.com/images/beach.png",
         wait_for_completion=True,
         deferrable=True,
