@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -157,6 +158,38 @@ def browser_page(deployment: Deployment) -> Iterator[Any]:
             yield browser.new_page(viewport={"width": 1400, "height": 1000})
         finally:
             browser.close()
+
+
+def worker_runs(deployment: Deployment, dag_id: str, run_id: str, task_id: str) -> int:
+    """How many times a worker ran the task instance (the supervisor logs each finished workload)."""
+    [(ti_id,)] = deployment.query(
+        "SELECT id FROM task_instance WHERE dag_id=? AND run_id=? AND task_id=? AND map_index=-1",
+        dag_id,
+        run_id,
+        task_id,
+    )
+    workload = f"workload_id={uuid.UUID(str(ti_id))}"  # SQLite keeps the id without dashes
+    log = (deployment.home / "scheduler.log").read_text(errors="replace")
+    return sum(1 for line in log.splitlines() if "Workload finished" in line and workload in line)
+
+
+def test_a_deferred_wait_that_succeeds_ends_in_the_triggerer(deployment: Deployment) -> None:
+    deployment.emulator("reset", {})
+    deployment.emulator("rules", {"prompt_contains": "quick", "generation_seconds": 4})
+    dag_id = "grok_deploy_single"
+    run_id = deployment.trigger(dag_id)
+    assert finish(deployment, dag_id, run_id) == "success", deployment.logs()
+    video_id = deployment.xcom(dag_id, run_id, "create", -1)
+    video_url = f"{deployment.emulator_url}/videos/{video_id}.mp4"
+    # The trigger pushed what the worker would have: the URL, its key and the extra link's.
+    assert deployment.xcom(dag_id, run_id, "wait", -1) == video_url
+    assert deployment.xcom(dag_id, run_id, "wait", -1, key="video_url") == video_url
+    assert deployment.xcom(dag_id, run_id, "wait", -1, key="_link_GrokVideoLink") == video_url
+    assert deployment.xcom(dag_id, run_id, "use", -1) == video_url  # downstream got it
+    # The sensor ran on a worker once, to start and defer; the success did not bring it back.
+    wait_for(lambda: worker_runs(deployment, dag_id, run_id, "use") == 1, 30, "the use task's workload log")
+    assert worker_runs(deployment, dag_id, run_id, "wait") == 1, deployment.logs()
+    assert deployment.states(dag_id, run_id, "wait") == {-1: "success"}
 
 
 def test_connection_form_in_a_real_browser(deployment: Deployment, browser_page: Any) -> None:

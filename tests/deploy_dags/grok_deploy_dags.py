@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG
+from airflow.sdk import DAG, task
 
 from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
 from airflow_grok_video.sensors.grok_video import GrokVideoSensor
@@ -35,4 +35,10 @@ with DAG("grok_deploy_create_and_wait", schedule=None, start_date=START):
 
 with DAG("grok_deploy_single", schedule=None, start_date=START):
     _create = GrokCreateVideoOperator(task_id="create", prompt="a quick fox", image_url=IMAGE)
-    GrokVideoSensor(task_id="wait", video_task_id=_create.output, poke_interval=1, deferrable=True)
+    _wait = GrokVideoSensor(task_id="wait", video_task_id=_create.output, poke_interval=1, deferrable=True)
+
+    @task
+    def use(video_url: str) -> str:
+        return video_url
+
+    use(_wait.output)
