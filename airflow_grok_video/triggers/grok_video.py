@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
+# What the first query needs (aiohttp, the clients, the async connection lookup) is imported with the
+# trigger class, which the triggerer loads once, not inside the first query of each of many waits.
+import airflow.providers.common.compat.connection  # noqa: F401
 from airflow.providers.common.compat.sdk import AirflowException
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
@@ -17,6 +20,7 @@ from airflow_grok_video.exceptions import (
     GrokVideoGenerationFailed,
     GrokVideoRequestError,
 )
+from airflow_grok_video.hooks import _clients  # noqa: F401
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
 from airflow_grok_video.links.grok_video import VIDEO_URL_XCOM_KEY
 from airflow_grok_video.polling import PollSchedule, VideoWait
