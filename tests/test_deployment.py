@@ -173,14 +173,19 @@ def worker_runs(deployment: Deployment, dag_id: str, run_id: str, task_id: str) 
     return sum(1 for line in log.splitlines() if "Workload finished" in line and workload in line)
 
 
-def test_a_deferred_wait_that_succeeds_ends_in_the_triggerer(deployment: Deployment) -> None:
+def run_single(deployment: Deployment, generation_seconds: float) -> tuple[str, str, str]:
+    """Run the one-video DAG to success; its DAG id, run id and video URL."""
     deployment.emulator("reset", {})
-    deployment.emulator("rules", {"prompt_contains": "quick", "generation_seconds": 4})
+    deployment.emulator("rules", {"prompt_contains": "quick", "generation_seconds": generation_seconds})
     dag_id = "grok_deploy_single"
     run_id = deployment.trigger(dag_id)
     assert finish(deployment, dag_id, run_id) == "success", deployment.logs()
     video_id = deployment.xcom(dag_id, run_id, "create", -1)
-    video_url = f"{deployment.emulator_url}/videos/{video_id}.mp4"
+    return dag_id, run_id, f"{deployment.emulator_url}/videos/{video_id}.mp4"
+
+
+def test_a_deferred_wait_that_succeeds_ends_in_the_triggerer(deployment: Deployment) -> None:
+    dag_id, run_id, video_url = run_single(deployment, generation_seconds=4)
     # The trigger pushed what the worker would have: the URL, its key and the extra link's.
     assert deployment.xcom(dag_id, run_id, "wait", -1) == video_url
     assert deployment.xcom(dag_id, run_id, "wait", -1, key="video_url") == video_url
@@ -214,13 +219,7 @@ def test_connection_form_in_a_real_browser(deployment: Deployment, browser_page:
 
 
 def test_extra_link_opens_the_video_in_a_real_browser(deployment: Deployment, browser_page: Any) -> None:
-    deployment.emulator("reset", {})
-    deployment.emulator("rules", {"prompt_contains": "quick", "generation_seconds": 2})
-    dag_id = "grok_deploy_single"
-    run_id = deployment.trigger(dag_id)
-    assert finish(deployment, dag_id, run_id) == "success", deployment.logs()
-    video_id = deployment.xcom(dag_id, run_id, "create", -1)
-    video_url = f"{deployment.emulator_url}/videos/{video_id}.mp4"
+    dag_id, run_id, video_url = run_single(deployment, generation_seconds=2)
     page = browser_page
     page.goto(
         f"http://127.0.0.1:{deployment.api_port}/dags/{dag_id}/runs/{run_id}/tasks/wait/details",

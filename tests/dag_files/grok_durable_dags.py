@@ -21,9 +21,8 @@ def create_dag(dag_id: str, **create_kwargs: Any) -> DAG:
     with DAG(dag_id, schedule=None, start_date=START, params={"prompt": "a fox"}) as dag:
         GrokCreateVideoOperator(
             task_id="create",
-            prompt="{{ params.prompt }}",
             image_url=IMAGE,
-            **{"poll_interval": 0.2, **fixed, **create_kwargs},
+            **{"prompt": "{{ params.prompt }}", "poll_interval": 0.2, **fixed, **create_kwargs},
         )
     return dag
 
@@ -56,19 +55,15 @@ create_dag(
     retry_delay=timedelta(seconds=3),
 )
 # Each try asks for another video: its prompt names the try.
-with DAG("grok_test_prompt_per_try", schedule=None, start_date=START):
-    GrokCreateVideoOperator(
-        task_id="create",
-        prompt="a fox, take {{ ti.try_number }}",
-        image_url=IMAGE,
-        wait_for_completion=True,
-        deferrable=False,
-        poll_interval=0.2,
-        max_poll_interval=None,
-        execution_timeout=timedelta(seconds=2),
-        retries=1,
-        retry_delay=timedelta(0),
-    )
+create_dag(
+    "grok_test_prompt_per_try",
+    prompt="a fox, take {{ ti.try_number }}",
+    wait_for_completion=True,
+    deferrable=False,
+    execution_timeout=timedelta(seconds=2),
+    retries=1,
+    retry_delay=timedelta(0),
+)
 create_dag("grok_test_create_retries", retries=2, retry_delay=timedelta(0))
 create_dag("grok_test_create_not_durable", retries=2, retry_delay=timedelta(0), durable=False)
 create_dag(
