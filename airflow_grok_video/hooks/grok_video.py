@@ -32,7 +32,7 @@ class GrokVideoHook(BaseHook):
     The connection (type ``grok_video``) holds the API key as its password and the base URL as
     its host (a full URL; empty means ``https://www.jimmyai.cn``). Requests carry the key as a
     Bearer token. Failed queries are retried with backoff (see :class:`RetryPolicy`); a create is
-    retried only when the server cannot have accepted it.
+    retried only when the API cannot have accepted it.
 
     The connection's extras (proxies, CA bundle, client certificate, timeout, headers) apply the
     same way to the sync calls (``requests``, in a worker) and the async ones (``aiohttp``, in a
@@ -92,7 +92,7 @@ class GrokVideoHook(BaseHook):
         Validate the parameters, then create one (billed) video task.
 
         Nothing is sent unless every parameter is valid. The request is sent again only when the
-        server cannot have accepted it (connection refused, HTTP 429).
+        API cannot have accepted it (see :func:`~airflow_grok_video.hooks.retry.create_not_accepted`).
 
         :param prompt: the text prompt.
         :param image_url: the reference image URL (or give ``image_urls``).
