@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 
-def count(event: str, *, dag_id: str, task_id: str) -> None:
+def count(event: str, *, dag_id: str, task_id: str, by: int = 1) -> None:
     """
-    Count one spend event as ``grok_video.<event>``, tagged with the DAG and the task.
+    Count a spend event as ``grok_video.<event>``, tagged with the DAG and the task.
 
     Events: ``created``, ``reattached``, ``failed``, ``uncertain_create`` (a create whose outcome is
-    unknown) and ``uncertain_create_refused`` (a retry that refused to create again).
+    unknown), ``uncertain_create_refused`` (a retry that refused to create again), and the amounts
+    bought: ``video_seconds`` (seconds of video created) and ``estimated_cost_micros`` (millionths
+    of the currency of the connection's ``price_per_second``).
 
     :param event: what happened.
     :param dag_id: the DAG's id.
     :param task_id: the task's id.
+    :param by: how much to add (1 for an event; seconds or millionths for an amount).
     """
     from airflow.providers.common.compat.sdk import Stats
 
-    Stats.incr(f"grok_video.{event}", tags={"dag_id": dag_id, "task_id": task_id})
+    Stats.incr(f"grok_video.{event}", count=by, tags={"dag_id": dag_id, "task_id": task_id})

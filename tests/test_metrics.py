@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
 
 from airflow_grok_video.emulator import Fault, GrokVideoEmulator, Rule
-from tests.conftest import received
+from tests.conftest import API_KEY, received
 from tests.test_dags import run_dag, states
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -42,3 +43,74 @@ def test_reattached_and_refused_are_counted(emulator: GrokVideoEmulator, statsd:
     tags = "dag_id=grok_test_execution_timeout,task_id=create:1|c"
     assert any(f"grok_video.reattached,{tags}" in x for x in lines)
     assert any(f"grok_video.uncertain_create_refused,{tags}" in x for x in lines)
+
+
+def priced(base_url: str, price: object, currency: str = "USD") -> str:
+    return json.dumps(
+        {
+            "conn_type": "grok_video",
+            "host": base_url,
+            "password": API_KEY,
+            "extra": {"price_per_second": price, "currency": currency},
+        }
+    )
+
+
+@pytest.mark.parametrize("dag_id", ["grok_test_wait_worker", "grok_test_wait_deferred"])
+def test_spend_in_the_open(
+    emulator: GrokVideoEmulator,
+    statsd: socket.socket,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    dag_id: str,
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", priced(emulator.base_url, 0.05))
+    received(statsd)
+    run = run_dag(dag_id)
+    assert states(run) == {"create": "success"}
+    [video_id] = list(emulator.tasks)
+    [create] = run.get_task_instances()
+    assert create.xcom_pull(task_ids="create", key="purchase") == {
+        "video_task_id": video_id,
+        "model": "grok-imagine-video-1.5",
+        "seconds": 10,
+        "estimated_cost": 0.5,
+        "currency": "USD",
+        "reattached": False,
+    }
+    lines = grok_metrics(statsd)
+    tags = f"dag_id={dag_id},task_id=create"
+    assert any(f"grok_video.video_seconds,{tags}:10|c" in x for x in lines)
+    assert any(f"grok_video.estimated_cost_micros,{tags}:500000|c" in x for x in lines)
+    out, err = capfd.readouterr()
+    assert (
+        f"Created Grok video task {video_id} (model grok-imagine-video-1.5, 10 s; estimated cost 0.5 USD)"
+        in out + err
+    )
+    assert API_KEY not in json.dumps(create.xcom_pull(task_ids="create", key="purchase"))
+
+
+def test_without_a_price_what_was_bought_is_still_pushed(emulator: GrokVideoEmulator) -> None:
+    run = run_dag("grok_test_wait_worker")
+    [video_id] = list(emulator.tasks)
+    [create] = run.get_task_instances()
+    purchase = create.xcom_pull(task_ids="create", key="purchase")
+    assert purchase == {
+        "video_task_id": video_id,
+        "model": "grok-imagine-video-1.5",
+        "seconds": 10,
+        "reattached": False,
+    }
+
+
+def test_a_bad_price_fails_before_anything_is_bought(
+    emulator: GrokVideoEmulator, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", priced(emulator.base_url, "cheap"))
+    run = run_dag("grok_test_create_retries")  # retries=2
+    assert states(run) == {"create": "failed"}
+    [create] = run.get_task_instances()
+    assert create.try_number == 1
+    assert emulator.creates == 0
+    out, err = capfd.readouterr()
+    assert "Invalid price_per_second='cheap'" in out + err

@@ -32,6 +32,8 @@ DEFAULT_READ_TIMEOUT = 60.0
 
 #: Extras read as options (``proxy`` and ``verify_ssl`` are the HTTP provider's other spellings).
 _OPTIONS = frozenset({"proxies", "proxy", "verify", "verify_ssl", "cert", "timeout", "trust_env"})
+#: Extras of the provider's own that are not about HTTP (see ``GrokVideoHook.price``), never headers.
+PRICE_EXTRAS = frozenset({"price_per_second", "currency"})
 #: The HTTP provider's other options: not supported here, so ignored rather than sent as headers.
 _IGNORED = frozenset(
     {"stream", "allow_redirects", "max_redirects", "check_response", "srv_lookup", "auth_type", "auth_kwargs"}
@@ -158,7 +160,7 @@ def _unsendable(value: str, *, spaces: bool) -> str | None:
 def _extra_headers(conn_id: str, extras: Mapping[str, Any]) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, value in extras.items():
-        if name in _OPTIONS or name in _IGNORED or name.lower() == "authorization":
+        if name in _OPTIONS or name in _IGNORED or name in PRICE_EXTRAS or name.lower() == "authorization":
             continue
         if not name or not set(name) <= _TOKEN_CHARS:
             raise config_error(conn_id, f"the extra {name!r} is neither an option nor a valid header name")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoAuthError
+from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoAuthError, GrokVideoValidationError
 from airflow_grok_video.get_provider_info import UI_FIELD_BEHAVIOUR
 from airflow_grok_video.hooks._envelope import CREATE_PATH, DEFAULT_BASE_URL, QUERY_PATH, require, unwrap
 from airflow_grok_video.hooks.retry import RetryPolicy, parse_retry_after
@@ -22,7 +22,27 @@ if TYPE_CHECKING:
     from airflow_grok_video.hooks._clients import AsyncClient, SyncClient
     from airflow_grok_video.hooks._settings import HttpSettings
 
-__all__ = ["DEFAULT_BASE_URL", "GrokVideoHook", "RetryPolicy", "VideoTask"]
+__all__ = ["DEFAULT_BASE_URL", "GrokVideoHook", "Price", "RetryPolicy", "VideoTask"]
+
+
+class Price(NamedTuple):
+    """
+    What a second of video costs on the user's plan, as the connection's extras say.
+
+    :param per_second: the price of one second of video.
+    :param currency: the currency's name, as the user wrote it (may be empty).
+    """
+
+    per_second: float
+    currency: str = ""
+
+    def cost(self, seconds: int) -> float:
+        """
+        The estimated cost of ``seconds`` of video.
+
+        :param seconds: seconds of video.
+        """
+        return round(self.per_second * seconds, 6)
 
 
 class GrokVideoHook(BaseHook):
@@ -173,6 +193,28 @@ class GrokVideoHook(BaseHook):
         if self._async is not None:
             client, self._async = self._async, None
             await client.close()
+
+    def price(self) -> Price | None:
+        """
+        The price per second of video from the connection's extras, or ``None`` when none is set.
+
+        ``price_per_second`` (a number >= 0) and ``currency`` (any text) come from the user's own
+        plan with Jimmy AI; the provider knows no prices.
+
+        :raises GrokVideoValidationError: when ``price_per_second`` is not a number >= 0.
+        """
+        extras = self.get_connection(self.grok_conn_id).extra_dejson
+        value = extras.get("price_per_second")
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise GrokVideoValidationError(
+                "price_per_second",
+                value,
+                f"the extra of connection {self.grok_conn_id!r} must give a number >= 0 (the price of one "
+                "second of video on your plan), or leave it out",
+            )
+        return Price(float(value), str(extras.get("currency") or ""))
 
     def test_connection(self) -> tuple[bool, str]:
         """

@@ -15,7 +15,7 @@ from airflow_grok_video.exceptions import (
     GrokVideoGenerationFailed,
     GrokVideoUncertainCreateError,
 )
-from airflow_grok_video.hooks.grok_video import GrokVideoHook
+from airflow_grok_video.hooks.grok_video import GrokVideoHook, Price
 from airflow_grok_video.hooks.retry import create_not_accepted
 from airflow_grok_video.links.grok_video import VIDEO_URL_XCOM_KEY, GrokVideoLink
 from airflow_grok_video.operators._ledger import CreateLedger, CreateRecord, fingerprint
@@ -25,6 +25,11 @@ from airflow_grok_video.video_task import VIDEO_URL_LIFETIME, VideoTask, url_for
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+#: The XCom key under which the create operator pushes what was bought: the video task id, the
+#: model, the seconds of video, whether an earlier try bought it, and the estimated cost when the
+#: connection gives a price.
+PURCHASE_XCOM_KEY = "purchase"
 
 
 class GrokCreateVideoOperator(BaseOperator):
@@ -141,9 +146,14 @@ class GrokCreateVideoOperator(BaseOperator):
             model=self.model,
         )
         digests = fingerprint(body)
+        price = self.hook.price()  # a bad price in the connection fails before anything is bought
         ledger = self._ledger(context)
         earlier = self._reattach(ledger, digests, context) if ledger else None
-        video_task_id = earlier.task_id if earlier else self._create(body, digests, ledger)
+        video_task_id = earlier.task_id if earlier else self._create(body, digests, ledger, price)
+        purchase = {"video_task_id": video_task_id, "model": body["model"], "seconds": body["duration"]}
+        if price is not None:
+            purchase.update(estimated_cost=price.cost(body["duration"]), currency=price.currency)
+        context["ti"].xcom_push(key=PURCHASE_XCOM_KEY, value={**purchase, "reattached": earlier is not None})
         if self.wait_for_completion and not (earlier and earlier.succeeded):
             self._wait(video_task_id, context)
         return video_task_id
@@ -245,7 +255,9 @@ class GrokCreateVideoOperator(BaseOperator):
                 return None
             raise
 
-    def _create(self, body: dict[str, Any], digests: dict[str, str], ledger: CreateLedger | None) -> str:
+    def _create(
+        self, body: dict[str, Any], digests: dict[str, str], ledger: CreateLedger | None, price: Price | None
+    ) -> str:
         sent = ledger.in_flight(digests) if ledger else None
         try:
             data = self.hook.create_video(**body)
@@ -256,12 +268,19 @@ class GrokCreateVideoOperator(BaseOperator):
                 ledger.clear()  # the API certainly did not accept it: nothing was bought
             raise  # otherwise the in-flight record stays: a later try must not buy another
         video_task_id = str(data["task_id"])
+        seconds = int(body["duration"])
         self._count("created")
+        self._count("video_seconds", by=seconds)
+        cost = ""
+        if price is not None:
+            self._count("estimated_cost_micros", by=round(price.cost(seconds) * 1_000_000))
+            cost = f"; estimated cost {price.cost(seconds):g} {price.currency}".rstrip()
         self.log.info(
-            "Created Grok video task %s (model %s, %s s)",
+            "Created Grok video task %s (model %s, %s s%s)",
             video_task_id,
             data.get("model", body["model"]),
-            body["duration"],
+            seconds,
+            cost,
         )
         if ledger and sent:
             try:
@@ -310,5 +329,5 @@ class GrokCreateVideoOperator(BaseOperator):
         self.log.info("Grok video task %s: completed, %s", video_task_id, url_for_logs(video_url))
         context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=video_url)
 
-    def _count(self, event: str) -> None:
-        metrics.count(event, dag_id=self.dag_id, task_id=self.task_id)
+    def _count(self, event: str, by: int = 1) -> None:
+        metrics.count(event, dag_id=self.dag_id, task_id=self.task_id, by=by)
