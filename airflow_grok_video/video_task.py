@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -70,6 +70,17 @@ class VideoTask:
         """The API gave up on the video."""
         return self.status == FAILED_STATUS
 
+    def url_expires_at(self) -> datetime | None:
+        """
+        When a done video's URL stops working (:data:`VIDEO_URL_LIFETIME` after ``completed_at``).
+
+        ``None`` before the video is done, or when the API sent no time.
+        """
+        done_at = self.completed_at or self.created_at
+        if not self.succeeded or done_at is None:
+            return None
+        return datetime.fromtimestamp(done_at, tz=timezone.utc) + VIDEO_URL_LIFETIME
+
     def url_expired(self, now: float) -> bool:
         """
         Whether a done video's URL has outlived :data:`VIDEO_URL_LIFETIME`.
@@ -79,8 +90,8 @@ class VideoTask:
 
         :param now: the current Unix time.
         """
-        done_at = self.completed_at or self.created_at
-        return self.succeeded and done_at is not None and now > done_at + VIDEO_URL_LIFETIME.total_seconds()
+        expires = self.url_expires_at()
+        return expires is not None and now > expires.timestamp()
 
     @property
     def known_status(self) -> bool:

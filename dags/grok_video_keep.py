@@ -34,6 +34,8 @@ def grok_video_keep() -> None:
         video_url=video.output["video_url"],
         # Any ObjectStoragePath: s3://bucket/... with dest_conn_id="aws_default", gs://..., file://...
         dest="file://{{ var.value.get('grok_video_dir', '/tmp/grok-videos') }}/{{ run_id }}.mp4",
+        # What was bought goes into the asset event (see grok_video_on_kept.py, scheduled on it).
+        purchase=video.output["purchase"],
     )
 
     @task

@@ -18,14 +18,16 @@ from tests.deployment import REPO, Deployment, wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 FAN_OUT = "grok_deploy_fan_out"
 VIDEOS = 20
+# The keep example and the example DAG scheduled on what it keeps.
+KEEP_EXAMPLES = [REPO / "dags" / "grok_video_keep.py", REPO / "dags" / "grok_video_on_kept.py"]
 
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     home = tmp_path_factory.mktemp("airflow-deployment")
-    deployment = Deployment(
-        home, [REPO / "tests" / "deploy_dags" / "grok_deploy_dags.py"], generation_seconds=45
-    )
+    dag_files = [REPO / "tests" / "deploy_dags" / "grok_deploy_dags.py", *KEEP_EXAMPLES]
+    deployment = Deployment(home, dag_files, generation_seconds=45)
+    deployment.env["AIRFLOW_VAR_GROK_VIDEO_DIR"] = str(home / "videos")
     try:
         yield deployment.start()
     finally:
@@ -195,6 +197,26 @@ def test_a_deferred_wait_that_succeeds_ends_in_the_triggerer(deployment: Deploym
     wait_for(lambda: worker_runs(deployment, dag_id, run_id, "use") == 1, 30, "the use task's workload log")
     assert worker_runs(deployment, dag_id, run_id, "wait") == 1, deployment.logs()
     assert deployment.states(dag_id, run_id, "wait") == {-1: "success"}
+
+
+def test_a_kept_video_triggers_the_dag_scheduled_on_it(deployment: Deployment) -> None:
+    deployment.emulator("reset", {})
+    deployment.emulator("rules", {"prompt_contains": "Waves", "generation_seconds": 2})
+    run_id = deployment.trigger("grok_video_keep")
+    assert finish(deployment, "grok_video_keep", run_id) == "success", deployment.logs()
+    video_id = deployment.xcom("grok_video_keep", run_id, "make_video", -1)
+
+    def downstream_run() -> str | None:
+        rows = deployment.query("SELECT run_id FROM dag_run WHERE dag_id='grok_video_on_kept'")
+        return str(rows[0][0]) if rows else None
+
+    on_kept = wait_for(downstream_run, 120, "the DAG scheduled on the kept video to run", every=1)
+    assert finish(deployment, "grok_video_on_kept", on_kept) == "success", deployment.logs()
+    [kept] = deployment.xcom("grok_video_on_kept", on_kept, "describe", -1)
+    stored = deployment.home / "videos" / f"{run_id}.mp4"
+    assert kept["uri"] == f"file://{stored}" and kept["bytes"] == stored.stat().st_size
+    assert kept["video_task_id"] == video_id and kept["seconds"] == 10
+    assert kept["prompt"].startswith("Waves") and kept["source_url_expires_at"]
 
 
 def test_connection_form_in_a_real_browser(deployment: Deployment, browser_page: Any) -> None:

@@ -90,7 +90,7 @@ def test_the_site_builds_strictly_with_every_example_included(tmp_path: Path) ->
     included = {
         "examples/index.html": ["grok_video_example", "grok_video_fan_out", "grok_video_create_and_wait"],
         "quickstart/index.html": ["grok_video_example"],
-        "keeping-videos/index.html": ["grok_video_keep"],
+        "keeping-videos/index.html": ["grok_video_keep", "grok_video_on_kept"],
     }
     for page, dag_ids in included.items():
         text = pages[page]

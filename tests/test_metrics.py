@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 
@@ -10,6 +11,7 @@ import pytest
 from airflow_grok_video.emulator import Fault, GrokVideoEmulator, Rule
 from tests.conftest import API_KEY, received
 from tests.test_dags import run_dag, states
+from tests.test_durable import needs_state_store
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -33,6 +35,7 @@ def test_created_failed_and_uncertain_are_counted(emulator: GrokVideoEmulator, s
     )
 
 
+@needs_state_store  # a retry reattaches (or refuses) from the create recorded there
 def test_reattached_and_refused_are_counted(emulator: GrokVideoEmulator, statsd: socket.socket) -> None:
     received(statsd)
     emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=3.5, times=1))
@@ -74,6 +77,8 @@ def test_spend_in_the_open(
         "video_task_id": video_id,
         "model": "grok-imagine-video-1.5",
         "seconds": 10,
+        "prompt": "a fox",
+        "prompt_sha256": hashlib.sha256(b"a fox").hexdigest(),
         "estimated_cost": 0.5,
         "currency": "USD",
         "reattached": False,
@@ -99,6 +104,8 @@ def test_without_a_price_what_was_bought_is_still_pushed(emulator: GrokVideoEmul
         "video_task_id": video_id,
         "model": "grok-imagine-video-1.5",
         "seconds": 10,
+        "prompt": "a fox",
+        "prompt_sha256": hashlib.sha256(b"a fox").hexdigest(),
         "reattached": False,
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import os
 import threading
@@ -11,6 +12,7 @@ import traceback
 import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -41,8 +43,10 @@ def finished_video(emu: GrokVideoEmulator) -> str:
 
 
 def keep(url: str, dest: str, **kwargs: Any) -> str:
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
     operator = GrokVideoToStorageOperator(task_id="keep", video_url=url, dest=dest, **kwargs)
-    return str(operator.execute({}))  # type: ignore[arg-type]
+    return str(operator.execute({"outlet_events": OutletEventAccessors()}))  # type: ignore[arg-type]
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -342,3 +346,53 @@ def test_keep_example_dag_run_again_keeps_the_stored_video(
     after = stored.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert list(tmp_path.iterdir()) == [stored]
+
+
+def asset_events(uri: str) -> list[dict[str, Any]]:
+    """The extras of the asset events the metadata database holds for ``uri``."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == uri)
+        ).all()
+        return [dict(row.extra) for row in rows]
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_a_kept_video_is_an_asset_event_saying_what_it_is(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AIRFLOW_VAR_GROK_VIDEO_DIR", str(tmp_path))
+    run = run_dag("grok_video_keep")  # dest is templated: the event goes through the asset alias
+    assert states(run) == {"make_video": "success", "keep_video": "success", "announce": "success"}
+    [stored] = list(tmp_path.iterdir())
+    [video] = emulator.tasks.values()
+    [extra] = asset_events(f"file://{stored}")
+    prompt = "Waves rolling onto a black sand beach at sunset"
+    expires = datetime.fromtimestamp(int(video.done_at), tz=timezone.utc) + timedelta(days=3)
+    assert {k: v for k, v in extra.items() if not k.startswith("from_")} == {
+        "uri": f"file://{stored}",
+        "bytes": emulator.video_bytes,
+        "video_task_id": video.task_id,
+        "model": "grok-imagine-video-1.5",
+        "seconds": 10,
+        "prompt": prompt,
+        "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest(),
+        "source_url_expires_at": expires.isoformat(),
+    }
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_a_fixed_dest_is_declared_as_an_outlet_asset(emulator: GrokVideoEmulator, tmp_path: Path) -> None:
+    from airflow.sdk import Asset
+
+    dest = f"file://{tmp_path}/fixed.mp4"
+    operator = GrokVideoToStorageOperator(task_id="keep", video_url="https://x.example/v.mp4", dest=dest)
+    assert operator.outlets == [Asset(dest)]
+    templated = GrokVideoToStorageOperator(task_id="keep", video_url="v", dest="file:///v/{{ run_id }}.mp4")
+    assert [type(o).__name__ for o in templated.outlets] == ["AssetAlias"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from functools import cached_property
@@ -26,10 +27,26 @@ from airflow_grok_video.video_task import VIDEO_URL_LIFETIME, VideoTask, url_for
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-#: The XCom key under which the create operator pushes what was bought: the video task id, the
-#: model, the seconds of video, whether an earlier try bought it, and the estimated cost when the
-#: connection gives a price.
+#: The XCom key under which the create operator pushes what was bought: the video task id, what
+#: :func:`bought` says, whether an earlier try bought it, and the estimated cost when the connection
+#: gives a price.
 PURCHASE_XCOM_KEY = "purchase"
+
+
+def bought(body: dict[str, Any]) -> dict[str, Any]:
+    """
+    What a create request buys, as the ``purchase`` XCom (and a kept video's asset event) tells it.
+
+    :param body: the create request's JSON body.
+    """
+    shape: dict[str, Any] = {key: body[key] for key in ("ratio", "orientation") if key in body}
+    return {
+        "model": body["model"],
+        "seconds": body["duration"],
+        **shape,
+        "prompt": body["prompt"],
+        "prompt_sha256": hashlib.sha256(body["prompt"].encode()).hexdigest(),
+    }
 
 
 class GrokCreateVideoOperator(BaseOperator):
@@ -150,7 +167,7 @@ class GrokCreateVideoOperator(BaseOperator):
         ledger = self._ledger(context)
         earlier = self._reattach(ledger, digests, context) if ledger else None
         video_task_id = earlier.task_id if earlier else self._create(body, digests, ledger, price)
-        purchase = {"video_task_id": video_task_id, "model": body["model"], "seconds": body["duration"]}
+        purchase = {"video_task_id": video_task_id, **bought(body)}
         if price is not None:
             purchase.update(estimated_cost=price.cost(body["duration"]), currency=price.currency)
         context["ti"].xcom_push(key=PURCHASE_XCOM_KEY, value={**purchase, "reattached": earlier is not None})

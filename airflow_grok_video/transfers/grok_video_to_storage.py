@@ -22,7 +22,10 @@ from airflow_grok_video.video_task import url_for_logs
 
 if TYPE_CHECKING:
     import requests
-    from airflow.sdk import Context, ObjectStoragePath, XComArg
+    from airflow.sdk import Asset, AssetAlias, Context, ObjectStoragePath, XComArg
+
+#: The asset alias a templated ``dest`` is emitted through.
+DEFAULT_ASSET_ALIAS = "grok_video_kept"
 
 _EXPIRED = (403, 404, 410)
 # The body must arrive as the bytes Content-Length counts: no gzip, no deflate.
@@ -56,6 +59,14 @@ class GrokVideoToStorageOperator(BaseOperator):
     The URL's query string, which may carry a signature, is never logged nor put in an error: it
     is also handed to Airflow's secrets masker.
 
+    **The kept video is an Airflow asset event.** A static ``dest`` is declared as an outlet
+    ``Asset`` (a DAG can be scheduled on it); a templated one is emitted through the asset alias
+    ``asset_alias`` (schedule on ``AssetAlias(asset_alias)``). The event's ``extra`` says what was
+    kept: ``uri``, ``bytes``, and, given ``purchase`` (the create operator's ``purchase`` XCom),
+    ``video_task_id``, ``model``, ``seconds``, ``ratio`` or ``orientation``, ``prompt`` and
+    ``prompt_sha256``, and ``source_url_expires_at`` (when the video's URL stops working, from the
+    API's ``completed_at``).
+
     :param video_url: the video's URL (templated), usually the sensor's XCom
         ``"{{ ti.xcom_pull(task_ids='wait_for_video') }}"`` or ``create.output["video_url"]``.
     :param dest: where to store it (templated): any ``ObjectStoragePath`` URI, e.g.
@@ -66,9 +77,13 @@ class GrokVideoToStorageOperator(BaseOperator):
     :param chunk_size: bytes read and written at a time.
     :param timeout: seconds to wait for a connection, and between two received chunks.
     :param download_attempts: downloads tried at most, the first one included.
+    :param purchase: what the create operator bought, its ``purchase`` XCom (templated), usually
+        ``create.output["purchase"]``: its fields go into the asset event's ``extra``.
+    :param asset_alias: the asset alias a templated ``dest`` is emitted through.
+    :param grok_conn_id: the connection the video's ``completed_at`` is read through, with ``purchase``.
     """
 
-    template_fields: Sequence[str] = ("video_url", "dest")
+    template_fields: Sequence[str] = ("video_url", "dest", "purchase")
     ui_color = "#e6f4ea"
 
     def __init__(
@@ -81,10 +96,19 @@ class GrokVideoToStorageOperator(BaseOperator):
         chunk_size: int = 1024 * 1024,
         timeout: float = 60.0,
         download_attempts: int = 4,
+        purchase: dict[str, Any] | XComArg | None = None,
+        asset_alias: str = DEFAULT_ASSET_ALIAS,
+        grok_conn_id: str = "grok_video_default",
         **kwargs: Any,
     ) -> None:
+        outlet = _outlet(dest, asset_alias)
+        kwargs["outlets"] = [*(kwargs.get("outlets") or []), outlet]
         super().__init__(**kwargs)
         self.video_url = cast("str", video_url)  # an XComArg is resolved before execute
+        self.purchase = cast("dict[str, Any] | None", purchase)
+        self.asset_alias = asset_alias
+        self.grok_conn_id = grok_conn_id
+        self._outlet = outlet
         self.dest = dest
         self.dest_conn_id = dest_conn_id
         self.overwrite = overwrite
@@ -102,6 +126,7 @@ class GrokVideoToStorageOperator(BaseOperator):
 
         url = _checked_video_url(self.video_url)
         _mask_query(url)
+        about = self._about_the_video()
         dest = ObjectStoragePath(self.dest, conn_id=self.dest_conn_id)
         existing = not self.overwrite and dest.exists()
         started = time.monotonic()
@@ -111,7 +136,42 @@ class GrokVideoToStorageOperator(BaseOperator):
             self.log.info(
                 "Stored %d bytes of %s at %s (%.1f MB/s)", size, url_for_logs(url), dest, size / seconds / 1e6
             )
+        self._emit_asset_event(context, dest, about)
         return str(dest)
+
+    def _emit_asset_event(self, context: Context, dest: ObjectStoragePath, about: dict[str, Any]) -> None:
+        """Tell Airflow the object at ``dest`` was written, with what it holds in the event's ``extra``."""
+        from airflow.sdk import Asset, AssetAlias
+
+        extra = {"uri": str(dest), "bytes": int(dest.stat().st_size), **about}
+        events = context["outlet_events"]
+        if isinstance(self._outlet, AssetAlias):
+            events[self._outlet].add(Asset(str(dest)), extra=extra)
+        else:
+            events[self._outlet].extra.update(extra)
+        self.log.info("Asset event for %s (video task %s)", dest, extra.get("video_task_id", "unknown"))
+
+    def _about_the_video(self) -> dict[str, Any]:
+        """The purchase's fields, and when the video's URL expires (one query), for the event's extra."""
+        if self.purchase is None:
+            return {}
+        if not isinstance(self.purchase, dict):
+            raise AirflowFailException(
+                f"purchase must be the create operator's 'purchase' XCom (a dict), not a "
+                f"{type(self.purchase).__name__} (a template renders text: pass create.output['purchase'])"
+            )
+        about = {
+            k: v for k, v in self.purchase.items() if k not in ("reattached", "estimated_cost", "currency")
+        }
+        video_task_id = about.get("video_task_id")
+        if video_task_id:
+            from airflow_grok_video.hooks.grok_video import GrokVideoHook
+
+            task = GrokVideoHook(self.grok_conn_id).get_video_task(str(video_task_id))
+            expires = task.url_expires_at()
+            if expires is not None:
+                about["source_url_expires_at"] = expires.isoformat()
+        return about
 
     def _download_with_retries(self, url: str, dest: ObjectStoragePath, *, existing: bool) -> int | None:
         policy = RetryPolicy(max_attempts=self.download_attempts)
@@ -229,6 +289,20 @@ class GrokVideoToStorageOperator(BaseOperator):
                 out.write(chunk)
                 size += len(chunk)
         return size, int(response.raw.tell())
+
+
+def _outlet(dest: Any, asset_alias: str) -> Asset | AssetAlias:
+    """
+    The outlet a kept video is declared by: ``dest`` as an ``Asset`` when it is known now, else the alias.
+
+    :param dest: the ``dest`` argument, before templating.
+    :param asset_alias: the alias for a ``dest`` known only at run time.
+    """
+    from airflow.sdk import Asset, AssetAlias
+
+    if isinstance(dest, str) and "{{" not in dest and "{%" not in dest:
+        return Asset(dest)
+    return AssetAlias(asset_alias)
 
 
 def _checked_video_url(value: object) -> str:
