@@ -167,10 +167,7 @@ class GrokCreateVideoOperator(BaseOperator):
         ledger = self._ledger(context)
         earlier = self._reattach(ledger, digests, context) if ledger else None
         video_task_id = earlier.task_id if earlier else self._create(body, digests, ledger, price)
-        purchase = {"video_task_id": video_task_id, **bought(body)}
-        if price is not None:
-            purchase.update(estimated_cost=price.cost(body["duration"]), currency=price.currency)
-        context["ti"].xcom_push(key=PURCHASE_XCOM_KEY, value={**purchase, "reattached": earlier is not None})
+        self._push_purchase(context, video_task_id, body, price, reattached=earlier is not None)
         if self.wait_for_completion and not (earlier and earlier.succeeded):
             self._wait(video_task_id, context)
         return video_task_id
@@ -191,6 +188,21 @@ class GrokCreateVideoOperator(BaseOperator):
             raise
         self._done(context, str(event["video_task_id"]), video_url)
         return str(event["video_task_id"])
+
+    def _push_purchase(
+        self,
+        context: Context,
+        video_task_id: str,
+        body: dict[str, Any],
+        price: Price | None,
+        *,
+        reattached: bool,
+    ) -> None:
+        """Push what this task instance bought (see :data:`PURCHASE_XCOM_KEY`)."""
+        purchase: dict[str, Any] = {"video_task_id": video_task_id, **bought(body)}
+        if price is not None:
+            purchase.update(estimated_cost=price.cost(body["duration"]), currency=price.currency)
+        context["ti"].xcom_push(key=PURCHASE_XCOM_KEY, value={**purchase, "reattached": reattached})
 
     # -- creating, at most once -------------------------------------------------------------
 
