@@ -34,7 +34,8 @@ demo: install
 	echo "Video URL: $$url"
 
 # Benchmarks; each prints its figures beside its anchor, with the ratio. The polling benchmark runs in
-# real time (about 3 minutes, a few queries a second) beside the others and prints its table last.
+# real time (about 3 minutes, a few queries a second) beside the others and prints its table after
+# them; the deployment benchmark (two real Airflow deployments, about 15 minutes) runs last, alone.
 bench: install
 	@set -e; mkdir -p build; \
 	$(BIN)/python -u benchmarks/polling.py > build/bench-polling.txt 2>&1 & polling=$$!; \
@@ -42,7 +43,8 @@ bench: install
 	$(BIN)/python -u benchmarks/import_cost.py --runs 7; \
 	$(BIN)/python -u benchmarks/triggers.py --sizes 100,1000,5000 --runs 3; \
 	$(BIN)/python -u benchmarks/download.py --mb 200 --runs 3; \
-	status=0; wait $$polling || status=$$?; cat build/bench-polling.txt; exit $$status
+	status=0; wait $$polling || status=$$?; cat build/bench-polling.txt; \
+	$(BIN)/python -u benchmarks/deployment.py --videos 20 || status=$$?; exit $$status
 
 lint: install
 	$(BIN)/ruff check .
