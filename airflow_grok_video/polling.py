@@ -29,6 +29,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Literal
 
 from airflow_grok_video.video_task import SUCCESS_STATUSES, VideoTask
@@ -36,6 +37,8 @@ from airflow_grok_video.video_task import SUCCESS_STATUSES, VideoTask
 #: How far towards the first estimate of the end the second query goes: far enough to measure
 #: the rate over a long stretch, early enough that a first estimate off by 2x still lands before the end.
 REFINE_FRACTION = 0.5
+#: Slack given to Airflow's own deferral timeout, so that the trigger's clearer ``timeout`` event comes first.
+DEFERRAL_GRACE = timedelta(seconds=60)
 #: The default ceiling of the sensor's and the operator's waits, in seconds.
 DEFAULT_MAX_POLL_INTERVAL = 120.0
 #: A single reading is extrapolated at most this many times the processing time it has seen:

@@ -186,16 +186,18 @@ def run_single(deployment: Deployment, generation_seconds: float) -> tuple[str, 
     return dag_id, run_id, f"{deployment.emulator_url}/videos/{video_id}.mp4"
 
 
-def test_a_deferred_wait_that_succeeds_ends_in_the_triggerer(deployment: Deployment) -> None:
+def test_a_deferred_wait_starts_and_ends_in_the_triggerer(deployment: Deployment) -> None:
     dag_id, run_id, video_url = run_single(deployment, generation_seconds=4)
     # The trigger pushed what the worker would have: the URL, its key and the extra link's.
     assert deployment.xcom(dag_id, run_id, "wait", -1) == video_url
     assert deployment.xcom(dag_id, run_id, "wait", -1, key="video_url") == video_url
     assert deployment.xcom(dag_id, run_id, "wait", -1, key="_link_GrokVideoLink") == video_url
     assert deployment.xcom(dag_id, run_id, "use", -1) == video_url  # downstream got it
-    # The sensor ran on a worker once, to start and defer; the success did not bring it back.
+    # The sensor never ran on a worker: it started in the triggerer (its video task id, the create's
+    # output, rendered there) and its success ended it there.
     wait_for(lambda: worker_runs(deployment, dag_id, run_id, "use") == 1, 30, "the use task's workload log")
-    assert worker_runs(deployment, dag_id, run_id, "wait") == 1, deployment.logs()
+    assert worker_runs(deployment, dag_id, run_id, "create") == 1
+    assert worker_runs(deployment, dag_id, run_id, "wait") == 0, deployment.logs()
     assert deployment.states(dag_id, run_id, "wait") == {-1: "success"}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from airflow.providers.common.compat.sdk import BaseOperatorLink, XCom
 
@@ -12,6 +12,21 @@ if TYPE_CHECKING:
 
 #: The XCom key under which the sensor and the waiting create operator push the video URL.
 VIDEO_URL_XCOM_KEY = "video_url"
+
+#: What a finished wait pushes under an XCom key: the video's URL or its id.
+SuccessValue = Literal["video_url", "video_task_id"]
+
+
+def success_xcoms(task: BaseOperator, return_value: SuccessValue) -> dict[str, SuccessValue]:
+    """
+    The XComs a task pushes when its video is done: ``return_value``, the URL, and its extra links'.
+
+    :param task: the sensor or the waiting create operator.
+    :param return_value: what the task returns: the ``video_url`` or the ``video_task_id``.
+    """
+    xcoms: dict[str, SuccessValue] = {"return_value": return_value, VIDEO_URL_XCOM_KEY: "video_url"}
+    xcoms.update({link.xcom_key: "video_url" for link in task.operator_extra_links})
+    return xcoms
 
 
 class GrokVideoLink(BaseOperatorLink):

@@ -5,21 +5,25 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
+import airflow
 from airflow.providers.common.compat.sdk import (
     AirflowSensorTimeout,
     BaseSensorOperator,
     PokeReturnValue,
     conf,
 )
+from airflow.triggers.base import StartTriggerArgs
+from packaging.version import Version
 
 from airflow_grok_video import metrics
 from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoGenerationFailed
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
-from airflow_grok_video.links.grok_video import VIDEO_URL_XCOM_KEY, GrokVideoLink
-from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, VideoWait
+from airflow_grok_video.links.grok_video import VIDEO_URL_XCOM_KEY, GrokVideoLink, success_xcoms
+from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL, DEFERRAL_GRACE, PollSchedule, VideoWait
 from airflow_grok_video.video_task import url_for_logs
 
 if TYPE_CHECKING:
@@ -71,6 +75,36 @@ class GrokVideoSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.max_poll_interval = max_poll_interval
         self._wait: VideoWait | None = None
+        if deferrable:
+            self._start_in_the_triggerer(video_task_id)
+
+    def _start_in_the_triggerer(self, video_task_id: str | XComArg) -> None:
+        """
+        Have the scheduler start the wait in the triggerer, without a worker, where it can (Airflow 3.3+).
+
+        The triggerer renders the video task id itself; it can read one XCom only by its map
+        index, so the id must be the output of a task that is not mapped, or a template that
+        names ``map_indexes``. Otherwise the sensor starts in a worker and defers from there.
+
+        :param video_task_id: the ``video_task_id`` argument, before templating.
+        """
+        template = _template_the_triggerer_renders(video_task_id)
+        if template is None or not _TRIGGERER_RENDERS_TEMPLATES:
+            return
+        self.start_trigger_args = StartTriggerArgs(
+            trigger_cls="airflow_grok_video.triggers.grok_video.GrokVideoTrigger",
+            trigger_kwargs={
+                "video_task_id": template,
+                "grok_conn_id": self.grok_conn_id,
+                "poll_interval": self.poke_interval,
+                "end_time": None,  # from the trigger timeout below
+                "max_poll_interval": self.max_poll_interval,
+                "success_xcoms": success_xcoms(self, "video_url"),
+            },
+            next_method="execute_complete",
+            timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
+        )
+        self.start_from_trigger = True
 
     @cached_property
     def hook(self) -> GrokVideoHook:
@@ -155,3 +189,22 @@ class GrokVideoSensor(BaseSensorOperator):
         self.log.info("Grok video task %s: completed, %s", self.video_task_id, url_for_logs(video_url))
         context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=video_url)
         return video_url
+
+
+# Airflow 3.3 renders a task's templated trigger arguments in the triggerer (seen working on 3.3.2).
+_TRIGGERER_RENDERS_TEMPLATES = Version(airflow.__version__).release >= (3, 3)
+
+
+def _template_the_triggerer_renders(video_task_id: Any) -> str | None:
+    """
+    ``video_task_id`` as a template the triggerer can render, or ``None`` when it cannot.
+
+    :param video_task_id: the sensor's argument: a template string, or a task's ``.output``.
+    """
+    if isinstance(video_task_id, str):
+        return video_task_id if "map_indexes" in video_task_id else None
+    operator = getattr(video_task_id, "operator", None)
+    key = getattr(video_task_id, "key", None)
+    if type(video_task_id).__name__ != "PlainXComArg" or operator is None or operator.is_mapped:
+        return None
+    return f"{{{{ ti.xcom_pull(task_ids={operator.task_id!r}, key={key!r}, map_indexes=-1) }}}}"

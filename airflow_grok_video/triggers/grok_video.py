@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 # What the first query needs (aiohttp, the clients, the async connection lookup) is imported with the
 # trigger class, which the triggerer loads once, not inside the first query of each of many waits.
@@ -22,17 +23,11 @@ from airflow_grok_video.exceptions import (
 )
 from airflow_grok_video.hooks import _clients  # noqa: F401
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
-from airflow_grok_video.links.grok_video import VIDEO_URL_XCOM_KEY
-from airflow_grok_video.polling import PollSchedule, VideoWait
+from airflow_grok_video.links.grok_video import SuccessValue, success_xcoms
+from airflow_grok_video.polling import DEFERRAL_GRACE, PollSchedule, VideoWait
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
-
-#: Slack given to Airflow's own deferral timeout, so that the trigger's clearer ``timeout`` event comes first.
-DEFERRAL_GRACE = timedelta(seconds=60)
-
-#: What a trigger that ends its task on success pushes under an XCom key: the video's URL or its id.
-SuccessValue = Literal["video_url", "video_task_id"]
 
 
 class GrokVideoTrigger(BaseTrigger):
@@ -58,7 +53,8 @@ class GrokVideoTrigger(BaseTrigger):
     :param video_task_id: the API's video task id.
     :param grok_conn_id: the Airflow connection id.
     :param poll_interval: the shortest wait between two queries, in seconds.
-    :param end_time: Unix time (seconds) at which waiting stops with a ``timeout`` event.
+    :param end_time: Unix time (seconds) at which waiting stops with a ``timeout`` event; ``None``
+        for a task started in the triggerer, whose trigger timeout (less ``DEFERRAL_GRACE``) is used.
     :param max_poll_interval: the longest wait between two queries; ``None`` (or not above
         ``poll_interval``) polls every ``poll_interval`` seconds.
     :param success_xcoms: on success, end the task here, pushing under each XCom key the video's
@@ -70,7 +66,7 @@ class GrokVideoTrigger(BaseTrigger):
         video_task_id: str,
         grok_conn_id: str,
         poll_interval: float,
-        end_time: float,
+        end_time: float | None,
         max_poll_interval: float | None = None,
         success_xcoms: dict[str, SuccessValue] | None = None,
     ) -> None:
@@ -143,13 +139,14 @@ class GrokVideoTrigger(BaseTrigger):
         return True
 
     async def _wait(self, hook: GrokVideoHook) -> dict[str, Any]:
+        end_time = self._end_time()
         wait = VideoWait(
-            self.video_task_id, PollSchedule(self.poll_interval, self.max_poll_interval), self.end_time
+            self.video_task_id, PollSchedule(self.poll_interval, self.max_poll_interval), end_time
         )
         await asyncio.sleep(wait.first_delay(time.time()))
         while True:
             try:
-                task = await hook.aget_video_task(self.video_task_id, deadline=self.end_time)
+                task = await hook.aget_video_task(self.video_task_id, deadline=end_time)
                 step = wait.step(task, time.time())
             except GrokVideoAPIError as error:
                 return self._event(
@@ -168,6 +165,15 @@ class GrokVideoTrigger(BaseTrigger):
                 return self._event(step.status, step.message)
             self.log.info("%s", step.message)
             await asyncio.sleep(step.delay)
+
+    def _end_time(self) -> float:
+        """When the wait gives up: ``end_time``, or the trigger timeout Airflow set, less the grace."""
+        if self.end_time is not None:
+            return self.end_time
+        timeout_after = getattr(self, "timeout_after", None)  # set by the triggerer
+        if timeout_after is None:
+            return math.inf
+        return float(timeout_after.timestamp() - DEFERRAL_GRACE.total_seconds())
 
     def _event(self, status: str, message: str, **fields: Any) -> dict[str, Any]:
         return {"status": status, "message": message, "video_task_id": self.video_task_id, **fields}
@@ -241,15 +247,13 @@ def defer_until_done(
     :param timeout: seconds from now after which the wait ends with a ``timeout`` event.
     :param return_value: what the task returns on success: the ``video_url`` or the ``video_task_id``.
     """
-    success_xcoms: dict[str, SuccessValue] = {"return_value": return_value, VIDEO_URL_XCOM_KEY: "video_url"}
-    success_xcoms.update({link.xcom_key: "video_url" for link in task.operator_extra_links})
     trigger = GrokVideoTrigger(
         video_task_id=video_task_id,
         grok_conn_id=grok_conn_id,
         poll_interval=poll_interval,
         end_time=time.time() + timeout,
         max_poll_interval=max_poll_interval,
-        success_xcoms=success_xcoms,
+        success_xcoms=success_xcoms(task, return_value),
     )
     task.defer(
         trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=timeout) + DEFERRAL_GRACE
