@@ -70,8 +70,17 @@ def test_fan_out_example_maps_one_video_per_prompt(emulator: GrokVideoEmulator) 
     assert sorted(r.json["prompt"] for r in emulator.requests if r.method == "POST") == sorted(PROMPTS)
 
 
+# A generation time that outlasts the gap between the create task and the sensor's first look, for the
+# tests that need the video still running then (a deferrable sensor defers only then): the emulator's
+# 1.2 s is shorter than that gap in dag.test() on Airflow 3.1 and 3.2 (measured 1.3 to 1.5 s, and
+# 7 s with both minors' suites running side by side on a busy 2-core machine).
+OUTLASTS_FIRST_LOOK = 10.0
+
+
 @pytest.mark.parametrize("mode", ["poke", "reschedule", "deferrable"])
 def test_sensor_modes_return_the_url(emulator: GrokVideoEmulator, mode: str) -> None:
+    if mode == "deferrable":
+        emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=OUTLASTS_FIRST_LOOK))
     run = run_dag(f"grok_test_{mode}")
     assert states(run) == {"create": "success", "wait": "success"}
     [task_id] = list(emulator.tasks)
