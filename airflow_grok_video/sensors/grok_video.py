@@ -7,11 +7,12 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import airflow
 from airflow.providers.common.compat.sdk import (
     AirflowSensorTimeout,
+    AirflowSkipException,
     BaseSensorOperator,
     PokeReturnValue,
     conf,
@@ -134,21 +135,34 @@ class GrokVideoSensor(BaseSensorOperator):
 
     def _finished_already(self, context: Context) -> str | None:
         """
-        Look once before deferring: a video already done is handed on without a trip to the triggerer.
+        Look once before deferring: a video that has ended needs no trip to the triggerer.
 
-        Anything else (still running, failed, an API error) is left to the deferred wait, which
-        handles it as ever (retries, ``soft_fail``).
+        A video already done is handed on; a ``failed`` one, or an answer that will not change (a
+        refused key, an unknown video task, the API's refusal), fails the task now, as the deferred
+        wait would after its first query (skipped with ``soft_fail``). A video still running, or a
+        transient error, is left to the deferred wait.
         """
         try:
             task = self.hook.get_video_task(self.video_task_id, deadline=time.time())  # no retries
         except GrokVideoAPIError as error:
+            if not error.transient:
+                self._fail_now(error)
             self.log.info("Grok video task %s: first look failed (%s); deferring", self.video_task_id, error)
             return None
+        if task.failed:
+            metrics.count("failed", dag_id=self.dag_id, task_id=self.task_id)
+            self._fail_now(GrokVideoGenerationFailed(task.task_id, task.error_message))
         if not task.succeeded or task.video_url is None:
             return None
         self.log.info("Grok video task %s: already completed, %s", task.task_id, url_for_logs(task.video_url))
         context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=task.video_url)
         return task.video_url
+
+    def _fail_now(self, error: Exception) -> NoReturn:
+        """Raise ``error``, or skip the task with ``soft_fail``, as a resumed wait would."""
+        if self.soft_fail:
+            raise AirflowSkipException(f"Skipping due to soft_fail: {error}") from error
+        raise error
 
     def _started(self, context: Context) -> float:
         """Unix time the wait began: this try's start, or in reschedule mode its first poke's."""
