@@ -69,7 +69,7 @@ def test_spend_in_the_open(
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", priced(emulator.base_url, 0.05))
     received(statsd)
-    run = run_dag(dag_id)
+    run = run_dag(dag_id, prompt="a fox")  # explicit: dag.test() keeps an earlier run's conf in params
     assert states(run) == {"create": "success"}
     [video_id] = list(emulator.tasks)
     [create] = run.get_task_instances()
@@ -96,7 +96,7 @@ def test_spend_in_the_open(
 
 
 def test_without_a_price_what_was_bought_is_still_pushed(emulator: GrokVideoEmulator) -> None:
-    run = run_dag("grok_test_wait_worker")
+    run = run_dag("grok_test_wait_worker", prompt="a fox")
     [video_id] = list(emulator.tasks)
     [create] = run.get_task_instances()
     purchase = create.xcom_pull(task_ids="create", key="purchase")
