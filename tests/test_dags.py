@@ -217,3 +217,49 @@ def test_a_video_done_before_the_sensor_starts_is_handed_on_without_deferring(
     out, err = capfd.readouterr()
     assert f"Grok video task {task_id}: already completed" in out + err
     assert "Deferring" not in out + err
+
+
+def test_which_deferred_sensors_start_in_the_triggerer() -> None:
+    import airflow
+    import pendulum
+    from packaging.version import Version
+
+    from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
+
+    image = "https://example.com/a.png"
+    with DAG("grok_test_start_in_triggerer", schedule=None, start_date=pendulum.datetime(2026, 1, 1)):
+        create = GrokCreateVideoOperator(task_id="create", prompt="p", image_url=image)
+        mapped = GrokCreateVideoOperator.partial(task_id="mapped", image_url=image).expand(prompt=["a", "b"])
+        pull = "{{ ti.xcom_pull(task_ids='create', map_indexes=-1) }}"
+        sensors = {
+            "output": GrokVideoSensor(task_id="w1", video_task_id=create.output, deferrable=True),
+            "pull naming map_indexes": GrokVideoSensor(task_id="w2", video_task_id=pull, deferrable=True),
+            "bare pull": GrokVideoSensor(
+                task_id="w3", video_task_id="{{ ti.xcom_pull(task_ids='create') }}", deferrable=True
+            ),
+            "mapped upstream": GrokVideoSensor(task_id="w4", video_task_id=mapped.output, deferrable=True),
+            "not deferrable": GrokVideoSensor(task_id="w5", video_task_id=create.output, deferrable=False),
+            "opted out": GrokVideoSensor(
+                task_id="w6", video_task_id=create.output, deferrable=True, start_in_triggerer=False
+            ),
+        }
+    renders = Version(airflow.__version__).release >= (3, 3)
+    starts = {name: bool(sensor.start_from_trigger) for name, sensor in sensors.items()}
+    expected = {"output": renders, "pull naming map_indexes": renders}
+    assert starts == {name: expected.get(name, False) for name in sensors}
+    if renders:
+        args = sensors["output"].start_trigger_args
+        assert args is not None and args.trigger_kwargs is not None
+        assert args.trigger_kwargs["video_task_id"] == (
+            "{{ ti.xcom_pull(task_ids='create', key='return_value', map_indexes=-1) }}"
+        )
+        assert args.trigger_kwargs["end_time"] is None
+        assert args.trigger_kwargs["grok_conn_id"] == "grok_video_default"  # a connection id, never a key
+        assert set(args.trigger_kwargs) == {
+            "video_task_id",
+            "grok_conn_id",
+            "poll_interval",
+            "end_time",
+            "max_poll_interval",
+            "success_xcoms",
+        }

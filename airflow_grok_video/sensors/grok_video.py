@@ -39,9 +39,13 @@ class GrokVideoSensor(BaseSensorOperator):
 
     Works in ``poke``, ``reschedule`` and deferrable mode; deferred, the wait runs in the
     triggerer (:class:`~airflow_grok_video.triggers.grok_video.GrokVideoTrigger`) and holds no
-    worker slot. While waiting it logs the status and progress (``processing 45%``). A ``failed``
-    task fails the sensor without retries, with the API's ``error_message``. ``timeout`` bounds
-    the wait in every mode; with ``soft_fail=True`` a timeout or failure skips the task instead.
+    worker slot, and a success ends the task there. On Airflow 3.3+ a deferrable sensor on the
+    output of a task that is not mapped also starts there, without a worker (unless
+    ``start_in_triggerer=False``); otherwise it starts in a worker, looks
+    once (a video already done is handed on at once) and defers. While waiting it logs the status
+    and progress (``processing 45%``). A ``failed`` task fails the sensor without retries, with
+    the API's ``error_message``. ``timeout`` bounds the wait in every mode; with
+    ``soft_fail=True`` a timeout or failure skips the task instead.
 
     :param video_task_id: the API's video task id (templated), usually
         ``"{{ ti.xcom_pull(task_ids='create') }}"`` or the create operator's ``.output``.
@@ -52,6 +56,8 @@ class GrokVideoSensor(BaseSensorOperator):
     :param max_poll_interval: deferred, the longest wait between two queries: in between, queries
         follow the video's progress (see "Waiting, polling and timeouts" in the docs). ``None``, or
         a value not above ``poke_interval``, polls every ``poke_interval`` seconds.
+    :param start_in_triggerer: deferred, start the wait in the triggerer where Airflow can (3.3+, a
+        ``video_task_id`` from a task that is not mapped); ``False`` always starts in a worker.
     """
 
     template_fields: Sequence[str] = ("video_task_id",)
@@ -67,6 +73,7 @@ class GrokVideoSensor(BaseSensorOperator):
         timeout: float = 60 * 60,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         max_poll_interval: float | None = DEFAULT_MAX_POLL_INTERVAL,
+        start_in_triggerer: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
@@ -76,7 +83,8 @@ class GrokVideoSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.max_poll_interval = max_poll_interval
         self._wait: VideoWait | None = None
-        if deferrable:
+        self.start_in_triggerer = start_in_triggerer
+        if deferrable and start_in_triggerer:
             self._start_in_the_triggerer(video_task_id)
 
     def _start_in_the_triggerer(self, video_task_id: str | XComArg) -> None:
