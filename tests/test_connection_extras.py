@@ -270,6 +270,13 @@ def test_proxies_extra_wins_over_the_environment(
 # -- what nothing reached (item 4: safe to send again) -------------------------------------------
 
 
+def refusing_proxy(refusal: str) -> ForwardProxy:
+    """A real proxy that refuses the tunnel (403), asks for credentials the client lacks (407), or none."""
+    status = 403 if refusal == "connect-403" else None
+    credentials = ("squid", "secret") if refusal == "connect-407" else None
+    return ForwardProxy(refuse_connect=status, credentials=credentials)
+
+
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("refusal", ["connect-403", "connect-407", "proxy-down"])
 def test_a_refused_proxy_means_nothing_reached_the_api(
@@ -282,9 +289,7 @@ def test_a_refused_proxy_means_nothing_reached_the_api(
     task_id: str,
     closed_port_url: str,
 ) -> None:
-    status = 403 if refusal == "connect-403" else None
-    credentials = ("squid", "secret") if refusal == "connect-407" else None
-    with ForwardProxy(refuse_connect=status, credentials=credentials) as proxy:
+    with refusing_proxy(refusal) as proxy:
         proxy_url = closed_port_url if refusal == "proxy-down" else proxy.url
         set_connection(
             monkeypatch, gateway.base_url, extra={"proxies": {"https": proxy_url}, "verify": str(pki.ca)}
@@ -305,9 +310,7 @@ def test_a_create_that_never_reached_the_api_is_not_an_uncertain_create(
     emulator: GrokVideoEmulator,
     closed_port_url: str,
 ) -> None:
-    status = 403 if refusal == "connect-403" else None
-    credentials = ("squid", "secret") if refusal == "connect-407" else None
-    with ForwardProxy(refuse_connect=status, credentials=credentials) as proxy:
+    with refusing_proxy(refusal) as proxy:
         if refusal == "untrusted-certificate":
             set_connection(monkeypatch, gateway.base_url)
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -203,7 +204,7 @@ class GrokVideoHook(BaseHook):
 
         :raises GrokVideoValidationError: when ``price_per_second`` is not a number >= 0.
         """
-        extras = self.get_connection(self.grok_conn_id).extra_dejson
+        extras = self._connection.extra_dejson
         value = extras.get("price_per_second")
         if value is None:
             return None
@@ -282,8 +283,13 @@ class GrokVideoHook(BaseHook):
         if self._sync is None:
             from airflow_grok_video.hooks._clients import SyncClient
 
-            self._sync = SyncClient(self._settings(self.get_connection(self.grok_conn_id)))
+            self._sync = SyncClient(self._settings(self._connection))
         return self._sync
+
+    @cached_property
+    def _connection(self) -> Connection:
+        """The connection, looked up once for the sync calls and the price."""
+        return self.get_connection(self.grok_conn_id)
 
     async def _async_client(self) -> AsyncClient:
         """The hook's client in the running event loop; a client made in another loop is let go."""

@@ -122,8 +122,8 @@ class GrokVideoSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Wait in the worker (poke or reschedule mode) or defer to the triggerer."""
-        self._wait = self._video_wait(deadline=self._started(context) + self.timeout)
         if not self.deferrable:
+            self._wait = self._video_wait(deadline=self._started(context) + self.timeout)
             return super().execute(context)
         finished = self._finished_already(context)
         if finished is not None:
