@@ -21,6 +21,11 @@ needs_state_store = pytest.mark.skipif(
 )
 
 
+# A generation that outlasts a try's 2 s execution_timeout and ends well inside the retry's: about a
+# second of slack on either side (3.5 s left 0.2-0.5 s for the retry, and flaked under load).
+SPANS_ONE_TIMEOUT = 3.0
+
+
 def tries(run: object, task_id: str = "create") -> dict[int, int]:
     return {ti.map_index: ti.try_number for ti in run.get_task_instances() if ti.task_id == task_id}  # type: ignore[attr-defined]
 
@@ -42,7 +47,7 @@ def test_create_and_wait_in_one_task(emulator: GrokVideoEmulator, mode: str) -> 
 
 @needs_state_store
 def test_retry_after_execution_timeout_reattaches(emulator: GrokVideoEmulator) -> None:
-    emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=3.5))
+    emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=SPANS_ONE_TIMEOUT))
     run = run_dag("grok_test_execution_timeout")
     assert states(run) == {"create": "success"}
     assert tries(run) == {-1: 2}
@@ -91,7 +96,7 @@ def test_refused_key_is_not_retried(emulator: GrokVideoEmulator, monkeypatch: py
 
 @needs_state_store
 def test_mapped_retry_keeps_one_record_per_map_index(emulator: GrokVideoEmulator) -> None:
-    emulator.add_rule(Rule(prompt_contains="flaky", generation_seconds=3.5))
+    emulator.add_rule(Rule(prompt_contains="flaky", generation_seconds=SPANS_ONE_TIMEOUT))
     run = run_dag("grok_test_mapped_retry")
     assert set(states(run).values()) == {"success"}
     assert tries(run) == {0: 1, 1: 1, 2: 2}

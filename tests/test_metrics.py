@@ -11,7 +11,7 @@ import pytest
 from airflow_grok_video.emulator import Fault, GrokVideoEmulator, Rule
 from tests.conftest import API_KEY, received
 from tests.test_dags import run_dag, states
-from tests.test_durable import needs_state_store
+from tests.test_durable import SPANS_ONE_TIMEOUT, needs_state_store
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -38,7 +38,7 @@ def test_created_failed_and_uncertain_are_counted(emulator: GrokVideoEmulator, s
 @needs_state_store  # a retry reattaches (or refuses) from the create recorded there
 def test_reattached_and_refused_are_counted(emulator: GrokVideoEmulator, statsd: socket.socket) -> None:
     received(statsd)
-    emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=3.5, times=1))
+    emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=SPANS_ONE_TIMEOUT, times=1))
     assert states(run_dag("grok_test_execution_timeout")) == {"create": "success"}
     emulator.inject(Fault("slow", delay=4, method="POST"))
     assert states(run_dag("grok_test_execution_timeout")) == {"create": "failed"}
