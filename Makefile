@@ -12,6 +12,9 @@ CONSTRAINTS := constraints/airflow-$(AIRFLOW_MINOR).txt
 DEMO_PORT ?= 8089
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(AIRFLOW_MINOR)
+# The scale tests (PostgreSQL, Celery) run on the newest minor only, so only its venv installs them.
+comma := ,
+EXTRAS := test,docs$(if $(filter $(NEWEST),$(AIRFLOW_MINOR)),$(comma)scale)
 
 .PHONY: install demo test lint docs bench pytest test-older clean
 
@@ -20,7 +23,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c $(CONSTRAINTS) apache-airflow -e ".[test,docs]"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c $(CONSTRAINTS) apache-airflow -e ".[$(EXTRAS)]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
