@@ -15,6 +15,7 @@ from airflow_grok_video.exceptions import (
     GrokVideoAPIError,
     GrokVideoGenerationFailed,
     GrokVideoUncertainCreateError,
+    GrokVideoValidationError,
 )
 from airflow_grok_video.hooks.grok_video import GrokVideoHook, Price
 from airflow_grok_video.hooks.retry import create_not_accepted
@@ -25,6 +26,8 @@ from airflow_grok_video.validation import MODEL, build_create_body
 from airflow_grok_video.video_task import VIDEO_URL_LIFETIME, VideoTask, url_for_logs
 
 if TYPE_CHECKING:
+    from airflow.providers.common.compat.openlineage.facet import Dataset, RunFacet
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 #: The XCom key under which the create operator pushes what was bought: the video task id, what
@@ -71,6 +74,11 @@ class GrokCreateVideoOperator(BaseOperator):
     :class:`~airflow_grok_video.triggers.grok_video.GrokVideoTrigger`), pushes its URL under
     the XCom key ``video_url``, and still returns the video task id. Otherwise wait with
     :class:`~airflow_grok_video.sensors.grok_video.GrokVideoSensor`.
+
+    **OpenLineage** (with the ``openlineage`` extra): the task's events report the reference image
+    as input, the video bought (the API's video task) as output once it exists, and the
+    ``grokVideoGeneration`` run facet (model, seconds, prompt and its hash, ratio or orientation,
+    video task id). See "Lineage (OpenLineage)" in the docs.
 
     :param prompt: the text prompt (templated); must contain more than whitespace.
     :param image_url: the reference image URL, http(s) (templated).
@@ -145,6 +153,7 @@ class GrokCreateVideoOperator(BaseOperator):
         self.durable = durable
         self.on_uncertain_create = on_uncertain_create
         self.max_poll_interval = max_poll_interval
+        self._video_task_id: str | None = None  # the video this try bought or reattached to
 
     @cached_property
     def hook(self) -> GrokVideoHook:
@@ -153,20 +162,13 @@ class GrokCreateVideoOperator(BaseOperator):
 
     def execute(self, context: Context) -> str:
         """Validate, then reattach to this task instance's video or create one; wait if asked."""
-        body = build_create_body(
-            prompt=self.prompt,
-            image_url=self.image_url,
-            image_urls=self.image_urls,
-            duration=self.duration,
-            ratio=self.ratio,
-            orientation=self.orientation,
-            model=self.model,
-        )
+        body = self._body()
         digests = fingerprint(body)
         price = self.hook.price()  # a bad price in the connection fails before anything is bought
         ledger = self._ledger(context)
         earlier = self._reattach(ledger, digests, context) if ledger else None
         video_task_id = earlier.task_id if earlier else self._create(body, digests, ledger, price)
+        self._video_task_id = video_task_id
         self._push_purchase(context, video_task_id, body, price, reattached=earlier is not None)
         if self.wait_for_completion and not (earlier and earlier.succeeded):
             self._wait(video_task_id, context)
@@ -181,6 +183,8 @@ class GrokCreateVideoOperator(BaseOperator):
         """
         from airflow_grok_video.triggers.grok_video import video_url_from_event
 
+        if isinstance(event, dict) and event.get("video_task_id"):
+            self._video_task_id = str(event["video_task_id"])
         try:
             video_url = video_url_from_event(event, timeout_error=AirflowException)
         except GrokVideoGenerationFailed:
@@ -188,6 +192,57 @@ class GrokCreateVideoOperator(BaseOperator):
             raise
         self._done(context, str(event["video_task_id"]), video_url)
         return str(event["video_task_id"])
+
+    # -- OpenLineage ----------------------------------------------------------------------
+
+    def get_openlineage_facets_on_start(self) -> OperatorLineage[Dataset, RunFacet]:
+        """
+        For OpenLineage's START event: the reference image as input, and what the create will buy.
+
+        The OpenLineage provider calls it after templating; it reads nothing but the parameters.
+        """
+        return self._openlineage(None)
+
+    def get_openlineage_facets_on_complete(self, task_instance: object) -> OperatorLineage[Dataset, RunFacet]:
+        """
+        For OpenLineage's COMPLETE (and FAIL) event: also the video bought, as output, with its id.
+
+        The output's namespace is the connection's base URL as ``scheme://host[:port]`` (read from the
+        connection, never its key); its name is the video's query endpoint,
+        ``/api/open-api/v1/videos/<video task id>``.
+
+        :param task_instance: the task instance that ran (unused).
+        """
+        return self._openlineage(self._video_task_id)
+
+    def _openlineage(self, video_task_id: str | None) -> OperatorLineage[Dataset, RunFacet]:
+        """What the task reads and buys, and the video ``video_task_id`` when one was bought."""
+        from airflow_grok_video.hooks.grok_video import base_url_of
+        from airflow_grok_video.lineage import generation_facet, lineage, url_dataset, video_task_dataset
+
+        try:
+            body: dict[str, Any] | None = self._body()
+        except GrokVideoValidationError:
+            body = None  # invalid parameters: nothing was bought, nothing to describe
+        inputs = [url_dataset(url) for url in body["image_urls"]] if body else []
+        outputs = []
+        if video_task_id:
+            base_url = base_url_of(self.hook.get_connection(self.grok_conn_id))
+            outputs.append(video_task_dataset(base_url, video_task_id))
+        facet = generation_facet({"video_task_id": video_task_id, **bought(body)}) if body else None
+        return lineage(inputs, outputs, facet)
+
+    def _body(self) -> dict[str, Any]:
+        """The create request's body, from the rendered parameters; raises on an invalid one."""
+        return build_create_body(
+            prompt=self.prompt,
+            image_url=self.image_url,
+            image_urls=self.image_urls,
+            duration=self.duration,
+            ratio=self.ratio,
+            orientation=self.orientation,
+            model=self.model,
+        )
 
     def _push_purchase(
         self,

@@ -22,6 +22,8 @@ from airflow_grok_video.video_task import url_for_logs
 
 if TYPE_CHECKING:
     import requests
+    from airflow.providers.common.compat.openlineage.facet import Dataset, RunFacet
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Asset, AssetAlias, Context, ObjectStoragePath, XComArg
 
 #: The asset alias a templated ``dest`` is emitted through.
@@ -66,6 +68,11 @@ class GrokVideoToStorageOperator(BaseOperator):
     ``video_task_id``, ``model``, ``seconds``, ``ratio`` or ``orientation``, ``prompt`` and
     ``prompt_sha256``, and ``source_url_expires_at`` (when the video's URL stops working, from the
     API's ``completed_at``).
+
+    **OpenLineage** (with the ``openlineage`` extra): the task's events report the video as input
+    (its URL without the query string; with ``purchase``, also the API's video task, the create
+    operator's output), the object at ``dest`` as output, and, with ``purchase``, the
+    ``grokVideoGeneration`` run facet. See "Lineage (OpenLineage)" in the docs.
 
     :param video_url: the video's URL (templated), usually the sensor's XCom
         ``"{{ ti.xcom_pull(task_ids='wait_for_video') }}"`` or ``create.output["video_url"]``.
@@ -115,6 +122,10 @@ class GrokVideoToStorageOperator(BaseOperator):
         self.chunk_size = chunk_size
         self.timeout = timeout
         self.download_attempts = download_attempts
+        # What this try read and wrote, for OpenLineage: the checked URL, the purchase, the stored URI.
+        self._source: str | None = None
+        self._about: dict[str, Any] = {}
+        self._stored: str | None = None
 
     def execute(self, context: Context) -> str:
         """
@@ -126,7 +137,8 @@ class GrokVideoToStorageOperator(BaseOperator):
 
         url = _checked_video_url(self.video_url)
         _mask_query(url)
-        about = self._about_the_video()
+        self._source = url
+        about = self._about = self._about_the_video()
         dest = ObjectStoragePath(self.dest, conn_id=self.dest_conn_id)
         existing = not self.overwrite and dest.exists()
         started = time.monotonic()
@@ -137,7 +149,38 @@ class GrokVideoToStorageOperator(BaseOperator):
                 "Stored %d bytes of %s at %s (%.1f MB/s)", size, url_for_logs(url), dest, size / seconds / 1e6
             )
         self._emit_asset_event(context, dest, about)
+        self._stored = str(dest)
         return str(dest)
+
+    def get_openlineage_facets_on_complete(self, task_instance: object) -> OperatorLineage[Dataset, RunFacet]:
+        """
+        For OpenLineage's COMPLETE (and FAIL) event: the video read, the object stored, what the video is.
+
+        Inputs: the video at ``video_url``, as ``scheme://host[:port]`` and path (never its query
+        string, which may carry a signature); with ``purchase``, also the API's video task, named
+        as the create operator names its output. Output: the object at ``dest``, as OpenLineage
+        names the Airflow asset of the same URI (none when the task failed before storing it).
+        The ``grokVideoGeneration`` facet comes from ``purchase``.
+
+        :param task_instance: the task instance that ran (unused).
+        """
+        from airflow_grok_video.lineage import (
+            generation_facet,
+            lineage,
+            stored_dataset,
+            url_dataset,
+            video_task_dataset,
+        )
+
+        inputs = [url_dataset(self._source)] if self._source else []
+        video_task_id = self._about.get("video_task_id")
+        if video_task_id:
+            from airflow_grok_video.hooks.grok_video import GrokVideoHook, base_url_of
+
+            base_url = base_url_of(GrokVideoHook.get_connection(self.grok_conn_id))
+            inputs.append(video_task_dataset(base_url, str(video_task_id)))
+        outputs = [stored_dataset(self._stored)] if self._stored else []
+        return lineage(inputs, outputs, generation_facet(self._about))
 
     def _emit_asset_event(self, context: Context, dest: ObjectStoragePath, about: dict[str, Any]) -> None:
         """Tell Airflow the object at ``dest`` was written, with what it holds in the event's ``extra``."""
