@@ -32,10 +32,12 @@ SCHEMA_URL = (
 )
 
 
-@define
+@define(init=False)
 class GrokVideoGenerationRunFacet(RunFacet):
     """
     The ``grokVideoGeneration`` run facet: what video a task generated or kept (nothing secret).
+
+    Its fields are named in camelCase, as OpenLineage facets name theirs.
 
     :param model: the model, e.g. ``grok-imagine-video-1.5``.
     :param seconds: the video's length in seconds (10 or 15): what a create buys.
@@ -47,7 +49,6 @@ class GrokVideoGenerationRunFacet(RunFacet):
     :param sourceUrlExpiresAt: when the API's video URL stops working (ISO 8601, UTC), when known.
     """
 
-    # OpenLineage facets name their fields in camelCase.
     model: str
     seconds: int
     prompt: str
@@ -56,6 +57,29 @@ class GrokVideoGenerationRunFacet(RunFacet):
     ratio: str | None = field(default=None)
     orientation: str | None = field(default=None)
     sourceUrlExpiresAt: str | None = field(default=None)
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        seconds: int,
+        prompt: str,
+        promptSha256: str,
+        videoTaskId: str | None = None,
+        ratio: str | None = None,
+        orientation: str | None = None,
+        sourceUrlExpiresAt: str | None = None,
+    ) -> None:
+        self.__attrs_init__(  # attrs' own initializer: validators and the base facet's defaults
+            model=model,
+            seconds=seconds,
+            prompt=prompt,
+            promptSha256=promptSha256,
+            videoTaskId=videoTaskId,
+            ratio=ratio,
+            orientation=orientation,
+            sourceUrlExpiresAt=sourceUrlExpiresAt,
+        )
 
     @staticmethod
     def _get_schema() -> str:

@@ -22,7 +22,7 @@ import pytest
 
 from airflow_grok_video.emulator import GrokVideoEmulator, Rule
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
-from airflow_grok_video.lineage import url_dataset, video_task_dataset
+from airflow_grok_video.lineage import GrokVideoGenerationRunFacet, url_dataset, video_task_dataset
 from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
 from tests.conftest import REPO, conn_json
 
@@ -200,6 +200,16 @@ def test_datasets_leave_out_credentials_query_and_fragment() -> None:
         "https://gw.example.com",
         "/jimmy/api/open-api/v1/videos/video%2F1%202",
     )
+
+
+def test_the_facet_documents_every_field_and_its_schema_lists_them() -> None:
+    import inspect
+
+    fields = list(inspect.signature(GrokVideoGenerationRunFacet).parameters)
+    doc = inspect.getdoc(GrokVideoGenerationRunFacet) or ""
+    assert [name for name in fields if f":param {name}:" not in doc] == []
+    schema = SCHEMA["$defs"]["GrokVideoGenerationRunFacet"]["allOf"][1]
+    assert sorted(schema["properties"]) == sorted(fields)
 
 
 def test_invalid_parameters_report_nothing_rather_than_failing() -> None:
