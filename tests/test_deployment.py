@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -20,12 +22,18 @@ FAN_OUT = "grok_deploy_fan_out"
 VIDEOS = 20
 # The keep example and the example DAG scheduled on what it keeps.
 KEEP_EXAMPLES = [REPO / "dags" / "grok_video_keep.py", REPO / "dags" / "grok_video_on_kept.py"]
+# The human review example: a reviewer answers it through the REST API.
+REVIEW = "grok_video_review"
 
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     home = tmp_path_factory.mktemp("airflow-deployment")
-    dag_files = [REPO / "tests" / "deploy_dags" / "grok_deploy_dags.py", *KEEP_EXAMPLES]
+    dag_files = [
+        REPO / "tests" / "deploy_dags" / "grok_deploy_dags.py",
+        *KEEP_EXAMPLES,
+        REPO / "dags" / f"{REVIEW}.py",
+    ]
     deployment = Deployment(home, dag_files, generation_seconds=45)
     deployment.env["AIRFLOW_VAR_GROK_VIDEO_DIR"] = str(home / "videos")
     try:
@@ -253,3 +261,124 @@ def test_extra_link_opens_the_video_in_a_real_browser(deployment: Deployment, br
     link.wait_for()
     page.screenshot(path=str(ARTIFACTS / "task-instance-extra-link.png"))
     assert link.get_attribute("href") == video_url
+
+
+class AirflowApi:
+    """Airflow's REST API as a reviewer's script calls it: a JWT from ``/auth/token``, then ``/api/v2``."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        # With every user an admin, SimpleAuthManager hands a token out on a bare GET; with users and
+        # passwords, POST {"username": ..., "password": ...} to the same path.
+        self.token = str(self.request("GET", "/auth/token", auth=False)["access_token"])
+
+    def request(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+
+def awaiting_review(deployment: Deployment, api: AirflowApi, run_id: str) -> dict[str, Any] | None:
+    """The run's review that waits for an answer, as the UI's "Required actions" page lists it."""
+    assert deployment.run_state(REVIEW, run_id) != "failed", deployment.logs()
+    page = api.request("GET", f"/api/v2/dags/{REVIEW}/dagRuns/{run_id}/hitlDetails?response_received=false")
+    waiting = [
+        detail
+        for detail in page["hitl_details"]
+        # Parked: awaiting_input on Airflow 3.3+, deferred to the HITL trigger before.
+        if detail["task_instance"]["state"] in ("awaiting_input", "deferred")
+        and scheduler_saw_it_park(deployment, run_id, detail["task_instance"]["task_id"])
+    ]
+    assert len(waiting) <= 1, waiting
+    return waiting[0] if waiting else None
+
+
+def scheduler_saw_it_park(deployment: Deployment, run_id: str, task_id: str) -> bool:
+    """Whether the scheduler has handled the exit of the worker run that parked the review task.
+
+    On Airflow 3.3.2 an answer given before that (within about a second of the task parking, which
+    no person does) races it: the scheduler takes the resumed task, already queued again, for one
+    that changed state under it and fails it (see docs/review.md).
+    """
+    finished = f"TaskInstance Finished: dag_id={REVIEW}, task_id={task_id}, run_id={run_id},"
+    log = (deployment.home / "scheduler.log").read_text(errors="replace")
+    return any(finished in line for line in log.splitlines())
+
+
+def answer(api: AirflowApi, run_id: str, review: dict[str, Any], option: str, comment: str) -> None:
+    """Answer a review as a reviewer would: one option, and the form's comment field."""
+    ti = review["task_instance"]
+    path = (
+        f"/api/v2/dags/{REVIEW}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/{ti['map_index']}/hitlDetails"
+    )
+    response = api.request("PATCH", path, {"chosen_options": [option], "params_input": {"comment": comment}})
+    assert response["chosen_options"] == [option] and response["params_input"] == {"comment": comment}
+
+
+def created_prompts(deployment: Deployment) -> list[str]:
+    """The prompt of every create the emulator received, in order."""
+    return [r["json"]["prompt"] for r in deployment.emulator("requests") if r["method"] == "POST"]
+
+
+def test_a_reviewer_rejects_then_approves_through_the_rest_api(deployment: Deployment) -> None:
+    prompt = "A paper boat drifts down a rainy city street, cinematic"  # the DAG's default
+    deployment.emulator("reset", {})
+    deployment.emulator("rules", {"prompt_contains": "paper boat", "generation_seconds": 3})
+    api = AirflowApi(f"http://127.0.0.1:{deployment.api_port}")
+    run_id = deployment.trigger(REVIEW)
+
+    first = wait_for(lambda: awaiting_review(deployment, api, run_id), 300, "round 1's review", every=1)
+    assert first["task_instance"]["task_id"] == "round_1.review"
+    assert first["options"] == ["Approve", "Reject"] and set(first["params"]) == {"comment"}
+    video_1 = deployment.xcom(REVIEW, run_id, "round_1.wait", -1)
+    assert video_1.startswith(deployment.emulator_url) and f"({video_1})" in first["body"]
+    assert prompt in first["body"]
+    assert created_prompts(deployment) == [prompt]  # round 2 waits for the answer, buying nothing
+    answer(api, run_id, first, "Reject", "with a red sail")
+
+    second = wait_for(lambda: awaiting_review(deployment, api, run_id), 300, "round 2's review", every=1)
+    assert second["task_instance"]["task_id"] == "round_2.review"
+    revised = f"{prompt} with a red sail"
+    assert created_prompts(deployment) == [prompt, revised]
+    assert revised in second["body"]
+    answer(api, run_id, second, "Approve", "")
+
+    assert finish(deployment, REVIEW, run_id) == "success", deployment.logs()
+    states = {
+        task_id: state
+        for task_id, state in deployment.query(
+            "SELECT task_id, state FROM task_instance WHERE dag_id=? AND run_id=?", REVIEW, run_id
+        )
+    }
+    ran = {"create", "wait", "review", "decide"}
+    assert states == {
+        **{f"round_1.{task}": "success" for task in ran},
+        "round_1.keep": "skipped",
+        **{f"round_2.{task}": "success" for task in ran},
+        "round_2.keep": "success",
+        **{f"round_3.{task}": "skipped" for task in [*ran, "keep"]},
+        "rejected_every_round": "skipped",
+    }
+    # Kept once, round 2's video; two videos bought, none by round 3.
+    [(tries,)] = deployment.query(
+        "SELECT try_number FROM task_instance WHERE dag_id=? AND run_id=? AND task_id='round_2.keep'",
+        REVIEW,
+        run_id,
+    )
+    assert tries == 1
+    stored = deployment.home / "videos" / f"{run_id}.mp4"
+    assert deployment.xcom(REVIEW, run_id, "round_2.keep", -1) == f"file://{stored}"
+    assert stored.stat().st_size > 0
+    # What was kept is round 2's video, as the asset event the keep task emitted says.
+    events = deployment.query(
+        "SELECT extra FROM asset_event WHERE source_dag_id=? AND source_run_id=?", REVIEW, run_id
+    )
+    round_2_video = deployment.xcom(REVIEW, run_id, "round_2.create", -1)
+    assert events and {json.loads(extra)["video_task_id"] for (extra,) in events} == {round_2_video}
+    stats = deployment.emulator("stats")
+    assert stats["creates"] == 2 and stats["accepted_creates"] == 2
+    assert created_prompts(deployment) == [prompt, revised]
