@@ -382,3 +382,34 @@ def test_a_reviewer_rejects_then_approves_through_the_rest_api(deployment: Deplo
     stats = deployment.emulator("stats")
     assert stats["creates"] == 2 and stats["accepted_creates"] == 2
     assert created_prompts(deployment) == [prompt, revised]
+
+
+def test_a_review_rejected_in_every_round_fails_the_run_saying_so(deployment: Deployment) -> None:
+    prompt = "A paper boat drifts down a rainy city street, cinematic"
+    deployment.emulator("reset", {})
+    deployment.emulator("rules", {"prompt_contains": "paper boat", "generation_seconds": 3})
+    api = AirflowApi(f"http://127.0.0.1:{deployment.api_port}")
+    run_id = deployment.trigger(REVIEW)
+    comments = ["at night", "slower", "in black and white"]
+    for round_number, comment in enumerate(comments, start=1):
+        review = wait_for(lambda: awaiting_review(deployment, api, run_id), 300, "a review", every=1)
+        assert review["task_instance"]["task_id"] == f"round_{round_number}.review"
+        answer(api, run_id, review, "Reject", comment)
+
+    assert finish(deployment, REVIEW, run_id) == "failed", deployment.logs()
+    assert deployment.states(REVIEW, run_id, "rejected_every_round") == {-1: "failed"}
+    for round_number in (1, 2, 3):
+        assert deployment.states(REVIEW, run_id, f"round_{round_number}.keep") == {-1: "skipped"}
+    # Each rejected round's prompt carries every comment so far: three videos, the most a run buys.
+    assert created_prompts(deployment) == [
+        prompt,
+        f"{prompt} at night",
+        f"{prompt} at night slower",
+    ]
+    assert deployment.emulator("stats")["accepted_creates"] == 3
+    [log] = (deployment.home / "logs" / f"dag_id={REVIEW}" / f"run_id={run_id}").glob(
+        "task_id=rejected_every_round/attempt=1.log"
+    )
+    assert "All 3 videos were rejected, so none was kept" in log.read_text()
+    assert f"{prompt} at night slower in black and white" in log.read_text()
+    assert not (deployment.home / "videos" / f"{run_id}.mp4").exists()
