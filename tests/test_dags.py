@@ -263,3 +263,41 @@ def test_which_deferred_sensors_start_in_the_triggerer() -> None:
             "max_poll_interval",
             "success_xcoms",
         }
+
+
+# The review example waits for a person, which dag.test() cannot be: it runs in a real deployment
+# (test_deployment.py, a reviewer answering through the REST API); here, its shape on every minor.
+def test_review_example_runs_a_round_only_after_a_rejection() -> None:
+    from dags.grok_video_review import GAVE_UP, MAX_ROUNDS
+
+    dag = dag_bag().dags["grok_video_review"]
+    rounds = [f"round_{n}" for n in range(1, MAX_ROUNDS + 1)]
+    assert sorted(dag.task_ids) == sorted(
+        [GAVE_UP, *(f"{r}.{task}" for r in rounds for task in ("create", "wait", "review", "decide", "keep"))]
+    )
+    for n, name in enumerate(rounds, start=1):
+        create, review, keep = (dag.get_task(f"{name}.{task}") for task in ("create", "review", "keep"))
+        # Round 1 starts the run; each later one waits for the decision of the one before, which
+        # chooses it only on a rejection, and takes its prompt from that decision.
+        before = set() if n == 1 else {f"round_{n - 1}.decide"}
+        assert create.upstream_task_ids == before
+        assert create.prompt == (
+            "{{ params.prompt }}"
+            if n == 1
+            else f"{{{{ ti.xcom_pull(task_ids='round_{n - 1}.decide', key='next_prompt') }}}}"
+        )
+        assert keep.upstream_task_ids == {f"{name}.create", f"{name}.wait", f"{name}.decide"}
+        assert dag.get_task(f"{name}.decide").downstream_task_ids == (
+            {keep.task_id, f"round_{n + 1}.create"} if n < MAX_ROUNDS else {keep.task_id, GAVE_UP}
+        )
+        # The form holds only its comment field, not the DAG's params (Airflow 3.1 would add them).
+        assert review.options == ["Approve", "Reject"] and set(review.serialized_params) == {"comment"}
+        assert f"round {n} of {MAX_ROUNDS}" in review.subject
+    assert dag.get_task(GAVE_UP).upstream_task_ids == {f"round_{MAX_ROUNDS}.decide"}
+
+
+def test_review_example_appends_the_comment_to_the_prompt() -> None:
+    from dags.grok_video_review import revised_prompt
+
+    assert revised_prompt("A paper boat ", " with a red sail ") == "A paper boat with a red sail"
+    assert revised_prompt("A paper boat", "") == "A paper boat"  # rejected without a comment: same prompt

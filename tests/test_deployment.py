@@ -347,7 +347,7 @@ def test_a_reviewer_rejects_then_approves_through_the_rest_api(deployment: Deplo
     assert revised in second["body"]
     answer(api, run_id, second, "Approve", "")
 
-    assert finish(deployment, REVIEW, run_id) == "success", deployment.logs()
+    assert finish(deployment, "grok_video_review", run_id) == "success", deployment.logs()
     states = {
         task_id: state
         for task_id, state in deployment.query(
@@ -396,7 +396,7 @@ def test_a_review_rejected_in_every_round_fails_the_run_saying_so(deployment: De
         assert review["task_instance"]["task_id"] == f"round_{round_number}.review"
         answer(api, run_id, review, "Reject", comment)
 
-    assert finish(deployment, REVIEW, run_id) == "failed", deployment.logs()
+    assert finish(deployment, "grok_video_review", run_id) == "failed", deployment.logs()
     assert deployment.states(REVIEW, run_id, "rejected_every_round") == {-1: "failed"}
     for round_number in (1, 2, 3):
         assert deployment.states(REVIEW, run_id, f"round_{round_number}.keep") == {-1: "skipped"}
