@@ -27,10 +27,10 @@ from airflow_grok_video.transfers.grok_video_to_storage import GrokVideoToStorag
 
 try:
     from airflow.providers.standard.operators.hitl import HITLOperator
-except ImportError as error:  # Airflow < 3.1, or a standard provider older than 1.6.0
+except ImportError as error:  # Airflow < 3.1, or a standard provider without them
     raise ImportError(
-        "grok_video_review needs Airflow 3.1+ and apache-airflow-providers-standard>=1.6.0 "
-        f"(human-in-the-loop operators): {error}"
+        "grok_video_review needs Airflow 3.1+ and the human-in-the-loop operators of "
+        f"apache-airflow-providers-standard (tested with 1.21.0): {error}"
     ) from error
 
 MAX_ROUNDS = 3  # videos bought at most per run: one per round that runs
