@@ -88,9 +88,15 @@ def test_the_site_builds_strictly_with_every_example_included(tmp_path: Path) ->
     left = [name for name, text in pages.items() if re.search(r"--8\s*<\s*--", text)]
     assert left == [], f"snippet includes left unexpanded in {left}"
     included = {
-        "examples/index.html": ["grok_video_example", "grok_video_fan_out", "grok_video_create_and_wait"],
+        "examples/index.html": [
+            "grok_video_example",
+            "grok_video_fan_out",
+            "grok_video_create_and_wait",
+            "grok_video_review",
+        ],
         "quickstart/index.html": ["grok_video_example"],
         "keeping-videos/index.html": ["grok_video_keep", "grok_video_on_kept"],
+        "review/index.html": ["grok_video_review"],
     }
     for page, dag_ids in included.items():
         text = pages[page]
