@@ -17,11 +17,13 @@ VIDEO_URL_XCOM_KEY = "video_url"
 SuccessValue = Literal["video_url", "video_task_id"]
 
 
-def success_xcoms(task: BaseOperator, return_value: SuccessValue) -> dict[str, SuccessValue]:
+def success_xcoms(
+    task: BaseOperator | type[BaseOperator], return_value: SuccessValue
+) -> dict[str, SuccessValue]:
     """
     The XComs a task pushes when its video is done: ``return_value``, the URL, and its extra links'.
 
-    :param task: the sensor or the waiting create operator.
+    :param task: the sensor or the waiting create operator (or its class, for a mapped one).
     :param return_value: what the task returns: the ``video_url`` or the ``video_task_id``.
     """
     xcoms: dict[str, SuccessValue] = {"return_value": return_value, VIDEO_URL_XCOM_KEY: "video_url"}

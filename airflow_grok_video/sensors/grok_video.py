@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from airflow.providers.common.compat.sdk import (
     PokeReturnValue,
     conf,
 )
+from airflow.sdk.definitions.mappedoperator import MappedOperator, OperatorPartial
 from airflow.triggers.base import StartTriggerArgs
 from packaging.version import Version
 
@@ -40,7 +42,8 @@ class GrokVideoSensor(BaseSensorOperator):
     Works in ``poke``, ``reschedule`` and deferrable mode; deferred, the wait runs in the
     triggerer (:class:`~airflow_grok_video.triggers.grok_video.GrokVideoTrigger`) and holds no
     worker slot, and a success ends the task there. On Airflow 3.3+ a deferrable sensor on the
-    output of a task that is not mapped also starts there, without a worker (unless
+    output of a task that is not mapped (or mapped over a mapped task's output) also starts
+    there, without a worker (unless
     ``start_in_triggerer=False``); otherwise it starts in a worker, looks
     once (a video already done is handed on at once) and defers. While waiting it logs the status
     and progress (``processing 45%``). A ``failed`` task fails the sensor without retries, with
@@ -57,7 +60,8 @@ class GrokVideoSensor(BaseSensorOperator):
         follow the video's progress (see "Waiting, polling and timeouts" in the docs). ``None``, or
         a value not above ``poke_interval``, polls every ``poke_interval`` seconds.
     :param start_in_triggerer: deferred, start the wait in the triggerer where Airflow can (3.3+, a
-        ``video_task_id`` from a task that is not mapped); ``False`` always starts in a worker.
+        ``video_task_id`` from a task that is not mapped, or a mapped sensor over a mapped task's
+        output: see :meth:`partial`); ``False`` always starts in a worker.
     """
 
     template_fields: Sequence[str] = ("video_task_id",)
@@ -97,23 +101,31 @@ class GrokVideoSensor(BaseSensorOperator):
 
         :param video_task_id: the ``video_task_id`` argument, before templating.
         """
-        template = _template_the_triggerer_renders(video_task_id)
+        template = _template_the_triggerer_renders(video_task_id, mapped=False)
         if template is None or not _TRIGGERER_RENDERS_TEMPLATES:
             return
-        self.start_trigger_args = StartTriggerArgs(
-            trigger_cls="airflow_grok_video.triggers.grok_video.GrokVideoTrigger",
-            trigger_kwargs={
-                "video_task_id": template,
-                "grok_conn_id": self.grok_conn_id,
-                "poll_interval": self.poke_interval,
-                "end_time": None,  # from the trigger timeout below
-                "max_poll_interval": self.max_poll_interval,
-                "success_xcoms": success_xcoms(self, "video_url"),
-            },
-            next_method="execute_complete",
-            timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
+        self.start_trigger_args = _start_trigger_args(
+            type(self), template, self.grok_conn_id, self.poke_interval, self.timeout, self.max_poll_interval
         )
         self.start_from_trigger = True
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> OperatorPartial:  # type: ignore[override]
+        """
+        Map the sensor (``.partial(...).expand(video_task_id=...)``), starting in the triggerer where it can.
+
+        Airflow gives every map index of a mapped task the same start arguments, so a mapped sensor
+        starts in the triggerer when only ``video_task_id`` is mapped, over a mapped task's
+        ``.output`` (each index reads the XCom of the same index), and nothing it waits by comes
+        from ``default_args``; otherwise it starts in a worker.
+
+        :param kwargs: the arguments every map index shares.
+        """
+        partial = super().partial(**kwargs)
+        partial._expand_called = True  # replaced by the one below, which is expanded
+        return _SensorPartial(
+            operator_class=partial.operator_class, kwargs=partial.kwargs, params=partial.params
+        )
 
     @cached_property
     def hook(self) -> GrokVideoHook:
@@ -217,16 +229,93 @@ class GrokVideoSensor(BaseSensorOperator):
 _TRIGGERER_RENDERS_TEMPLATES = Version(airflow.__version__).release >= (3, 3)
 
 
-def _template_the_triggerer_renders(video_task_id: Any) -> str | None:
+def _template_the_triggerer_renders(video_task_id: Any, *, mapped: bool) -> str | None:
     """
     ``video_task_id`` as a template the triggerer can render, or ``None`` when it cannot.
 
     :param video_task_id: the sensor's argument: a template string, or a task's ``.output``.
+    :param mapped: whether the sensor is mapped over ``video_task_id``: it then reads the XCom of
+        its own map index from a mapped upstream task.
     """
     if isinstance(video_task_id, str):
-        return video_task_id if "map_indexes" in video_task_id else None
+        return video_task_id if "map_indexes" in video_task_id and not mapped else None
     operator = getattr(video_task_id, "operator", None)
     key = getattr(video_task_id, "key", None)
-    if type(video_task_id).__name__ != "PlainXComArg" or operator is None or operator.is_mapped:
+    if type(video_task_id).__name__ != "PlainXComArg" or operator is None or operator.is_mapped != mapped:
         return None
-    return f"{{{{ ti.xcom_pull(task_ids={operator.task_id!r}, key={key!r}, map_indexes=-1) }}}}"
+    index = "ti.map_index" if mapped else "-1"
+    return f"{{{{ ti.xcom_pull(task_ids={operator.task_id!r}, key={key!r}, map_indexes={index}) }}}}"
+
+
+def _start_trigger_args(
+    sensor: type[GrokVideoSensor],
+    template: str,
+    grok_conn_id: str,
+    poll_interval: float,
+    timeout: float,
+    max_poll_interval: float | None,
+) -> StartTriggerArgs:
+    """The trigger a deferrable sensor starts in the triggerer with (its wait's end set by ``timeout``)."""
+    return StartTriggerArgs(
+        trigger_cls="airflow_grok_video.triggers.grok_video.GrokVideoTrigger",
+        trigger_kwargs={
+            "video_task_id": template,
+            "grok_conn_id": grok_conn_id,
+            "poll_interval": poll_interval,
+            "end_time": None,  # from the trigger timeout below
+            "max_poll_interval": max_poll_interval,
+            "success_xcoms": success_xcoms(sensor, "video_url"),
+        },
+        next_method="execute_complete",
+        timeout=timedelta(seconds=timeout) + DEFERRAL_GRACE,
+    )
+
+
+#: The sensor's arguments its start arguments are built from.
+_WAIT_ARGUMENTS = (
+    "grok_conn_id",
+    "poke_interval",
+    "timeout",
+    "deferrable",
+    "max_poll_interval",
+    "start_in_triggerer",
+)
+
+
+class _SensorPartial(OperatorPartial):
+    """A mapped :class:`GrokVideoSensor` in the making: its expansion may start in the triggerer."""
+
+    def expand(self, **mapped_kwargs: Any) -> MappedOperator:
+        """Expand as Airflow does, then give the mapped sensor its start arguments where it can."""
+        mapped = super().expand(**mapped_kwargs)
+        args = self._start_arguments(mapped, mapped_kwargs)
+        if args is not None:
+            mapped.start_trigger_args = args
+            mapped.start_from_trigger = True
+        return mapped
+
+    def _start_arguments(
+        self, mapped: MappedOperator, mapped_kwargs: dict[str, Any]
+    ) -> StartTriggerArgs | None:
+        if not _TRIGGERER_RENDERS_TEMPLATES or set(mapped_kwargs) != {"video_task_id"}:
+            return None
+        template = _template_the_triggerer_renders(mapped_kwargs["video_task_id"], mapped=True)
+        defaults = {**(mapped.dag.default_args if mapped.dag else {})}
+        if mapped.task_group is not None:
+            defaults.update(getattr(mapped.task_group, "default_args", None) or {})
+        if template is None or any(name in defaults for name in _WAIT_ARGUMENTS):
+            return None
+        given = mapped.partial_kwargs
+        signature = inspect.signature(GrokVideoSensor.__init__).parameters
+        value = {name: given.get(name, signature[name].default) for name in _WAIT_ARGUMENTS}
+        if not (value["deferrable"] and value["start_in_triggerer"]):
+            return None
+        timeout = value["timeout"]
+        return _start_trigger_args(
+            GrokVideoSensor,
+            template,
+            value["grok_conn_id"],
+            float(value["poke_interval"]),
+            timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout),
+            value["max_poll_interval"],
+        )
