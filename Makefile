@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed-$(AIRFLOW_MINOR)
 comma := ,
 EXTRAS := test,docs$(if $(filter $(NEWEST),$(AIRFLOW_MINOR)),$(comma)scale)
 
-.PHONY: install demo test lint docs bench pytest test-older clean
+.PHONY: install demo test lint docs bench pytest test-older test-scale clean
 
 install: $(STAMP)
 
@@ -71,6 +71,14 @@ docs: install
 pytest: install
 	$(BIN)/python -m pytest -ra -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(BIN)/python -m pytest -ra -n 2 -m "not slow" $(PYTEST_ARGS)
+
+# The production-topology scenarios alone (PostgreSQL, CeleryExecutor, two schedulers, workers and
+# triggerers; docs/scale.md): `make test-scale GROK_SCALE_VIDEOS=50` for the issue's size, and
+# PYTEST_ARGS="-k scheduler" for one scenario. `make test` runs them with 4 videos per pattern.
+test-scale: install
+	GROK_SCALE_VIDEOS=$(GROK_SCALE_VIDEOS) $(BIN)/python -m pytest -ra -m scale $(PYTEST_ARGS)
+
+GROK_SCALE_VIDEOS ?= 4
 
 # The whole suite but the slow tests on every older minor, each in its .venv-<minor> (`make test-3.2`
 # for one). The slow tests run on the newest only: they take minutes each. The minors run side by

@@ -1,7 +1,8 @@
 """A real Airflow deployment for tests: api-server, scheduler, dag-processor, triggerers and the emulator.
 
 Every process runs in its own process group under a private AIRFLOW_HOME, on its own ports, and
-is always stopped (SIGTERM, then SIGKILL to the group) when the deployment is closed.
+is always stopped (SIGTERM, then SIGKILL to the group) when the deployment is closed. This one runs
+on SQLite with the LocalExecutor; ``tests/topology.py`` builds the production topology on it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
@@ -43,8 +44,34 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, every: fl
     raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
 
 
+class SqliteDatabase:
+    """The metadata database of a one-machine deployment: a SQLite file, read only here."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.url = f"sqlite:///{path}"
+
+    def query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30) as db:
+            return db.execute(sql, params).fetchall()
+
+
+class Database(Protocol):
+    """What a deployment needs of its metadata database: its URL and a way to read it."""
+
+    url: str
+
+    def query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Run a read-only statement written with ``?`` placeholders."""
+        ...
+
+
 class Deployment:
     """One Airflow deployment on LocalExecutor and SQLite, and the emulator it talks to."""
+
+    #: How many of each component :meth:`start` runs (subclasses run more).
+    schedulers = 1
+    triggerers = 1
 
     def __init__(self, home: Path, dag_files: list[Path], generation_seconds: float = 40.0) -> None:
         self.home = home
@@ -53,6 +80,8 @@ class Deployment:
         self.emulator_url = f"http://127.0.0.1:{self.emulator_port}"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.generation_seconds = generation_seconds
+        self.database: Database = SqliteDatabase(home / "airflow.db")
+        self._token: str | None = None
         dags = home / "dags"
         dags.mkdir(parents=True)
         for dag_file in dag_files:
@@ -103,13 +132,34 @@ class Deployment:
             ],
         )
         wait_for(lambda: self._emulator_up(), 20, "the emulator")
+        self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.database.url
         self.airflow("db", "migrate")
+        self.migrated()
         self.spawn("api-server", [*AIRFLOW, "api-server", "--port", str(self.api_port)])
         self.spawn("dag-processor", [*AIRFLOW, "dag-processor"])
-        self.spawn("scheduler", [*AIRFLOW, "scheduler"])
-        self.spawn_triggerer("triggerer-1")
+        for name in self.scheduler_names():
+            self.spawn_scheduler(name)
+        for i in range(1, self.triggerers + 1):
+            self.spawn_triggerer(f"triggerer-{i}")
+        self.spawn_workers()
         wait_for(self._api_up, 120, "the api-server")
         return self
+
+    def migrated(self) -> None:
+        """Called once the database is migrated, before any component starts."""
+
+    def scheduler_names(self) -> list[str]:
+        """``scheduler`` alone, or ``scheduler-1``, ``scheduler-2``, ... when there are several."""
+        if self.schedulers == 1:
+            return ["scheduler"]
+        return [f"scheduler-{i}" for i in range(1, self.schedulers + 1)]
+
+    def spawn_scheduler(self, name: str) -> subprocess.Popen[bytes]:
+        """Start one (more) scheduler."""
+        return self.spawn(name, [*AIRFLOW, "scheduler"])
+
+    def spawn_workers(self) -> None:
+        """Start the executor's workers: none, the LocalExecutor runs in the scheduler."""
 
     def spawn(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
         """Start a process in its own process group, its output in ``<home>/<name>.log``."""
@@ -188,9 +238,8 @@ class Deployment:
     # -- the metadata database (read only) ---------------------------------------------------------
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        """Read the deployment's SQLite metadata database."""
-        with sqlite3.connect(f"file:{self.home / 'airflow.db'}?mode=ro", uri=True, timeout=30) as db:
-            return db.execute(sql, params).fetchall()
+        """Read the deployment's metadata database (``?`` placeholders)."""
+        return self.database.query(sql, params)
 
     def states(self, dag_id: str, run_id: str, task_id: str) -> dict[int, str | None]:
         """The state of each map index of a task in a run."""
@@ -217,13 +266,28 @@ class Deployment:
         )
         return json.loads(rows[0][0]) if rows else None
 
-    def trigger(self, dag_id: str) -> str:
-        """Wait for the DAG to be parsed, then trigger a run and return its run id."""
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        """Wait for the DAG to be parsed, then trigger a run (with ``conf``) and return its run id."""
         wait_for(lambda: self.query("SELECT 1 FROM dag WHERE dag_id=?", dag_id), 120, f"DAG {dag_id} parsed")
-        self.airflow("dags", "unpause", dag_id)
+        self.rest("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
         run_id = f"test_{int(time.time() * 1000)}"
-        self.airflow("dags", "trigger", dag_id, "--run-id", run_id)
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": conf or {}}
+        self.rest("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)
         return run_id
+
+    def rest(self, method: str, path: str, body: Any = None) -> Any:
+        """Call Airflow's REST API as a script would, with a JWT from ``/auth/token`` (all users admins)."""
+        if self._token is None:
+            self._token = str(self._request("GET", "/auth/token", None, {})["access_token"])
+        return self._request(method, path, body, {"Authorization": f"Bearer {self._token}"})
+
+    def _request(self, method: str, path: str, body: Any, headers: dict[str, str]) -> Any:
+        url = f"http://127.0.0.1:{self.api_port}{path}"
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", "Accept": "application/json", **headers}
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

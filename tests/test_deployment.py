@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -68,6 +67,9 @@ def assert_every_video_delivered(deployment: Deployment, run_id: str) -> None:
             deployment.xcom(FAN_OUT, run_id, "wait", index)
             == f"{deployment.emulator_url}/videos/{video_id}.mp4"
         )
+        # Each mapped wait started and ended in the triggerer, reading its own index's video.
+        assert worker_runs(deployment, FAN_OUT, run_id, "create", index) == 1
+        assert worker_runs(deployment, FAN_OUT, run_id, "wait", index) == 0
 
 
 def test_triggerer_killed_while_all_videos_are_deferred(deployment: Deployment) -> None:
@@ -170,13 +172,14 @@ def browser_page(deployment: Deployment) -> Iterator[Any]:
             browser.close()
 
 
-def worker_runs(deployment: Deployment, dag_id: str, run_id: str, task_id: str) -> int:
+def worker_runs(deployment: Deployment, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> int:
     """How many times a worker ran the task instance (the supervisor logs each finished workload)."""
     [(ti_id,)] = deployment.query(
-        "SELECT id FROM task_instance WHERE dag_id=? AND run_id=? AND task_id=? AND map_index=-1",
+        "SELECT id FROM task_instance WHERE dag_id=? AND run_id=? AND task_id=? AND map_index=?",
         dag_id,
         run_id,
         task_id,
+        map_index,
     )
     workload = f"workload_id={uuid.UUID(str(ti_id))}"  # SQLite keeps the id without dashes
     log = (deployment.home / "scheduler.log").read_text(errors="replace")
@@ -263,29 +266,12 @@ def test_extra_link_opens_the_video_in_a_real_browser(deployment: Deployment, br
     assert link.get_attribute("href") == video_url
 
 
-class AirflowApi:
-    """Airflow's REST API as a reviewer's script calls it: a JWT from ``/auth/token``, then ``/api/v2``."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-        # With every user an admin, SimpleAuthManager hands a token out on a bare GET; with users and
-        # passwords, POST {"username": ..., "password": ...} to the same path.
-        self.token = str(self.request("GET", "/auth/token", auth=False)["access_token"])
-
-    def request(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if auth:
-            headers["Authorization"] = f"Bearer {self.token}"
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-
-def awaiting_review(deployment: Deployment, api: AirflowApi, run_id: str) -> dict[str, Any] | None:
+def awaiting_review(deployment: Deployment, run_id: str) -> dict[str, Any] | None:
     """The run's review that waits for an answer, as the UI's "Required actions" page lists it."""
     assert deployment.run_state(REVIEW, run_id) != "failed", deployment.logs()
-    page = api.request("GET", f"/api/v2/dags/{REVIEW}/dagRuns/{run_id}/hitlDetails?response_received=false")
+    page = deployment.rest(
+        "GET", f"/api/v2/dags/{REVIEW}/dagRuns/{run_id}/hitlDetails?response_received=false"
+    )
     waiting = [
         detail
         for detail in page["hitl_details"]
@@ -309,13 +295,15 @@ def scheduler_saw_it_park(deployment: Deployment, run_id: str, task_id: str) -> 
     return any(finished in line for line in log.splitlines())
 
 
-def answer(api: AirflowApi, run_id: str, review: dict[str, Any], option: str, comment: str) -> None:
+def answer(deployment: Deployment, run_id: str, review: dict[str, Any], option: str, comment: str) -> None:
     """Answer a review as a reviewer would: one option, and the form's comment field."""
     ti = review["task_instance"]
     path = (
         f"/api/v2/dags/{REVIEW}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/{ti['map_index']}/hitlDetails"
     )
-    response = api.request("PATCH", path, {"chosen_options": [option], "params_input": {"comment": comment}})
+    response = deployment.rest(
+        "PATCH", path, {"chosen_options": [option], "params_input": {"comment": comment}}
+    )
     assert response["chosen_options"] == [option] and response["params_input"] == {"comment": comment}
 
 
@@ -328,24 +316,23 @@ def test_a_reviewer_rejects_then_approves_through_the_rest_api(deployment: Deplo
     prompt = "A paper boat drifts down a rainy city street, cinematic"  # the DAG's default
     deployment.emulator("reset", {})
     deployment.emulator("rules", {"prompt_contains": "paper boat", "generation_seconds": 3})
-    api = AirflowApi(f"http://127.0.0.1:{deployment.api_port}")
     run_id = deployment.trigger(REVIEW)
 
-    first = wait_for(lambda: awaiting_review(deployment, api, run_id), 300, "round 1's review", every=1)
+    first = wait_for(lambda: awaiting_review(deployment, run_id), 300, "round 1's review", every=1)
     assert first["task_instance"]["task_id"] == "round_1.review"
     assert first["options"] == ["Approve", "Reject"] and set(first["params"]) == {"comment"}
     video_1 = deployment.xcom(REVIEW, run_id, "round_1.wait", -1)
     assert video_1.startswith(deployment.emulator_url) and f"({video_1})" in first["body"]
     assert prompt in first["body"]
     assert created_prompts(deployment) == [prompt]  # round 2 waits for the answer, buying nothing
-    answer(api, run_id, first, "Reject", "with a red sail")
+    answer(deployment, run_id, first, "Reject", "with a red sail")
 
-    second = wait_for(lambda: awaiting_review(deployment, api, run_id), 300, "round 2's review", every=1)
+    second = wait_for(lambda: awaiting_review(deployment, run_id), 300, "round 2's review", every=1)
     assert second["task_instance"]["task_id"] == "round_2.review"
     revised = f"{prompt} with a red sail"
     assert created_prompts(deployment) == [prompt, revised]
     assert revised in second["body"]
-    answer(api, run_id, second, "Approve", "")
+    answer(deployment, run_id, second, "Approve", "")
 
     assert finish(deployment, "grok_video_review", run_id) == "success", deployment.logs()
     states = {
@@ -388,13 +375,12 @@ def test_a_review_rejected_in_every_round_fails_the_run_saying_so(deployment: De
     prompt = "A paper boat drifts down a rainy city street, cinematic"
     deployment.emulator("reset", {})
     deployment.emulator("rules", {"prompt_contains": "paper boat", "generation_seconds": 3})
-    api = AirflowApi(f"http://127.0.0.1:{deployment.api_port}")
     run_id = deployment.trigger(REVIEW)
     comments = ["at night", "slower", "in black and white"]
     for round_number, comment in enumerate(comments, start=1):
-        review = wait_for(lambda: awaiting_review(deployment, api, run_id), 300, "a review", every=1)
+        review = wait_for(lambda: awaiting_review(deployment, run_id), 300, "a review", every=1)
         assert review["task_instance"]["task_id"] == f"round_{round_number}.review"
-        answer(api, run_id, review, "Reject", comment)
+        answer(deployment, run_id, review, "Reject", comment)
 
     assert finish(deployment, "grok_video_review", run_id) == "failed", deployment.logs()
     assert deployment.states(REVIEW, run_id, "rejected_every_round") == {-1: "failed"}
