@@ -42,7 +42,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.deployment import Deployment, wait_for  # noqa: E402
+from tests.deployment import Deployment  # noqa: E402
 
 PATTERNS = {
     "sensor": "create + GrokVideoSensor(deferrable=True)",
@@ -165,14 +165,6 @@ class BenchDeployment(Deployment):
             self.env = env
 
 
-def finish(deployment: Deployment, dag_id: str, run_id: str, timeout: float) -> str:
-    def done() -> str | None:
-        state = deployment.run_state(dag_id, run_id)
-        return state if state in ("success", "failed") else None
-
-    return wait_for(done, timeout, f"{dag_id} run {run_id}", every=1)
-
-
 def workloads(deployment: Deployment) -> dict[str, list[float]]:
     """Durations of the finished worker runs, by task instance id (without dashes, as SQLite has it)."""
     runs: dict[str, list[float]] = {}
@@ -210,7 +202,7 @@ def worker_runs(deployment: Deployment, dag_id: str, run_id: str) -> list[float]
 def measure(deployment: Deployment, dag_id: str, videos: int) -> Figures:
     deployment.emulator("reset", {})
     run_id = deployment.trigger(dag_id)
-    state = finish(deployment, dag_id, run_id, timeout=1800)
+    state = deployment.finish(dag_id, run_id, timeout=1800)
     [(start, end)] = deployment.query(
         "SELECT start_date, end_date FROM dag_run WHERE dag_id=? AND run_id=?", dag_id, run_id
     )
@@ -280,7 +272,7 @@ def run_deployment(
         try:
             deployment.start()
             run_id = deployment.trigger("bench_package")
-            finish(deployment, "bench_package", run_id, timeout=300)
+            deployment.finish("bench_package", run_id, timeout=300)
             imported = deployment.xcom("bench_package", run_id, "package", -1)
             print(f"[{label}] workers import {imported}", flush=True)
             expected = (package_root or REPO) / "airflow_grok_video" / "__init__.py"

@@ -266,6 +266,18 @@ class Deployment:
         )
         return json.loads(rows[0][0]) if rows else None
 
+    def finish(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        """Wait for a run to end and return its state; still running at ``timeout`` fails, with the logs."""
+
+        def done() -> str | None:
+            state = self.run_state(dag_id, run_id)
+            return state if state in ("success", "failed") else None
+
+        try:
+            return wait_for(done, timeout, f"run {run_id} of {dag_id} to finish", every=1)
+        except TimeoutError as error:
+            raise AssertionError(f"{error}\n{self.logs()}") from None
+
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         """Wait for the DAG to be parsed, then trigger a run (with ``conf``) and return its run id."""
         wait_for(lambda: self.query("SELECT 1 FROM dag WHERE dag_id=?", dag_id), 120, f"DAG {dag_id} parsed")

@@ -195,7 +195,7 @@ def test_every_example_dag_is_run_by_the_suite() -> None:
     examples = [p.stem for p in (REPO / "dags").glob("grok_video_*.py")]
     assert examples
     # Run with dag.test(), or to the end in a real deployment (a DAG scheduled on an asset).
-    ways = ('run_dag("{}"', 'finish(deployment, "{}"')
+    ways = ('run_dag("{}"', 'deployment.finish("{}"')
     assert [name for name in examples if not any(way.format(name) in tested for way in ways)] == []
 
 

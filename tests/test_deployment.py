@@ -46,19 +46,8 @@ def all_deferred(deployment: Deployment, run_id: str) -> bool:
     return len(states) == VIDEOS and set(states.values()) == {"deferred"}
 
 
-def finish(deployment: Deployment, dag_id: str, run_id: str, timeout: float = 300) -> str:
-    def done() -> str | None:
-        state = deployment.run_state(dag_id, run_id)
-        return state if state in ("success", "failed") else None
-
-    try:
-        return wait_for(done, timeout, f"run {run_id} to finish", every=1)
-    except TimeoutError as error:
-        raise AssertionError(f"{error}\n{deployment.logs()}") from None
-
-
 def assert_every_video_delivered(deployment: Deployment, run_id: str) -> None:
-    assert finish(deployment, FAN_OUT, run_id) == "success", deployment.logs()
+    assert deployment.finish(FAN_OUT, run_id) == "success", deployment.logs()
     stats = deployment.emulator("stats")
     assert stats["creates"] == VIDEOS and stats["accepted_creates"] == VIDEOS
     for index in range(VIDEOS):
@@ -128,7 +117,7 @@ def test_worker_killed_mid_wait_retry_reattaches(deployment: Deployment) -> None
     pid = wait_for(running_pid, 180, "the create task to run and create its video")
     time.sleep(2)  # mid-wait
     os.kill(pid, signal.SIGKILL)
-    assert finish(deployment, dag_id, run_id) == "success", deployment.logs()
+    assert deployment.finish(dag_id, run_id) == "success", deployment.logs()
     [(try_number,)] = deployment.query(
         "SELECT try_number FROM task_instance WHERE dag_id=? AND run_id=? AND task_id='create'",
         dag_id,
@@ -192,7 +181,7 @@ def run_single(deployment: Deployment, generation_seconds: float) -> tuple[str, 
     deployment.emulator("rules", {"prompt_contains": "quick", "generation_seconds": generation_seconds})
     dag_id = "grok_deploy_single"
     run_id = deployment.trigger(dag_id)
-    assert finish(deployment, dag_id, run_id) == "success", deployment.logs()
+    assert deployment.finish(dag_id, run_id) == "success", deployment.logs()
     video_id = deployment.xcom(dag_id, run_id, "create", -1)
     return dag_id, run_id, f"{deployment.emulator_url}/videos/{video_id}.mp4"
 
@@ -216,7 +205,7 @@ def test_a_kept_video_triggers_the_dag_scheduled_on_it(deployment: Deployment) -
     deployment.emulator("reset", {})
     deployment.emulator("rules", {"prompt_contains": "Waves", "generation_seconds": 2})
     run_id = deployment.trigger("grok_video_keep")
-    assert finish(deployment, "grok_video_keep", run_id) == "success", deployment.logs()
+    assert deployment.finish("grok_video_keep", run_id) == "success", deployment.logs()
     video_id = deployment.xcom("grok_video_keep", run_id, "make_video", -1)
 
     def downstream_run() -> str | None:
@@ -224,7 +213,7 @@ def test_a_kept_video_triggers_the_dag_scheduled_on_it(deployment: Deployment) -
         return str(rows[0][0]) if rows else None
 
     on_kept = wait_for(downstream_run, 120, "the DAG scheduled on the kept video to run", every=1)
-    assert finish(deployment, "grok_video_on_kept", on_kept) == "success", deployment.logs()
+    assert deployment.finish("grok_video_on_kept", on_kept) == "success", deployment.logs()
     [kept] = deployment.xcom("grok_video_on_kept", on_kept, "describe", -1)
     stored = deployment.home / "videos" / f"{run_id}.mp4"
     assert kept["uri"] == f"file://{stored}" and kept["bytes"] == stored.stat().st_size
@@ -334,7 +323,7 @@ def test_a_reviewer_rejects_then_approves_through_the_rest_api(deployment: Deplo
     assert revised in second["body"]
     answer(deployment, run_id, second, "Approve", "")
 
-    assert finish(deployment, "grok_video_review", run_id) == "success", deployment.logs()
+    assert deployment.finish("grok_video_review", run_id) == "success", deployment.logs()
     states = {
         task_id: state
         for task_id, state in deployment.query(
@@ -382,7 +371,7 @@ def test_a_review_rejected_in_every_round_fails_the_run_saying_so(deployment: De
         assert review["task_instance"]["task_id"] == f"round_{round_number}.review"
         answer(deployment, run_id, review, "Reject", comment)
 
-    assert finish(deployment, "grok_video_review", run_id) == "failed", deployment.logs()
+    assert deployment.finish("grok_video_review", run_id) == "failed", deployment.logs()
     assert deployment.states(REVIEW, run_id, "rejected_every_round") == {-1: "failed"}
     for round_number in (1, 2, 3):
         assert deployment.states(REVIEW, run_id, f"round_{round_number}.keep") == {-1: "skipped"}

@@ -42,20 +42,9 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleDeployme
         deployment.stop()
 
 
-def finish(topology: ScaleDeployment, dag_id: str, run_id: str, timeout: float = 900) -> str:
-    def done() -> str | None:
-        state = topology.run_state(dag_id, run_id)
-        return state if state in ("success", "failed") else None
-
-    try:
-        return wait_for(done, timeout, f"run {run_id} of {dag_id} to finish", every=2)
-    except TimeoutError as error:
-        raise AssertionError(f"{error}\n{topology.logs()}") from None
-
-
 def assert_delivered(topology: ScaleDeployment, dag_id: str, run_id: str) -> None:
     """The run succeeded and its downstream task got every video's URL, in map order."""
-    assert finish(topology, dag_id, run_id) == "success", topology.logs()
+    assert topology.finish(dag_id, run_id, timeout=900) == "success", topology.logs()
     videos = [topology.xcom(dag_id, run_id, "create", i) for i in range(VIDEOS)]
     urls = [f"{topology.emulator_url}/videos/{video}.mp4" for video in videos]
     assert topology.xcom(dag_id, run_id, "delivered", -1) == urls
@@ -83,7 +72,7 @@ def test_a_killed_celery_worker_costs_no_second_create(topology: ScaleDeployment
     held = wait_for(lambda: bought_and_running(topology, run_id), 300, "every video bought, its try waiting")
     victim = max(set(held.values()), key=list(held.values()).count)
     topology.kill(victim)  # Celery loses the tries it ran; Airflow fails them after 20 s and retries
-    assert finish(topology, WORKER_WAIT, run_id) == "success", topology.logs()
+    assert topology.finish(WORKER_WAIT, run_id, timeout=900) == "success", topology.logs()
     assert creates(topology) == VIDEOS
     for map_index, worker in held.items():
         tries = try_numbers(topology, WORKER_WAIT, run_id)[map_index]
