@@ -12,12 +12,17 @@ will be done, so the schedule can skip the queries in between:
 3. With one progress reading, it extrapolates from the processing start (``created_at``, or
    half-way between the last ``queued`` answer and this one), once that rests on a few seconds,
    and queries again half-way to the estimated end (at most 8 times the processing time seen),
-   to measure the rate.
-4. With two readings, the rate is known, to within the rounding of the progress. Once the end
-   it gives may be off by no more than a few seconds, the next query is aimed just after it;
-   until then, half-way again. If the video is not done then (progress is not linear), the
-   estimate is redone from the new reading: a wrong guess costs a query, never a missed
-   completion.
+   to measure the rate. Except right after a ``queued`` answer: the wait has already spent a
+   query, so the reading is taken as counted from the create (the latest end it can mean) and,
+   if that places the end within :data:`CREATE_SPREAD` seconds, the next query is aimed at it.
+4. With two readings, the rate is known, to within the rounding of the progress. After a queue,
+   if both fit progress counted from the create, that line (pinned at ``created_at``) gives the
+   end more tightly. Once the end may be off by no more than a few seconds, the next query is aimed just
+   after it; until then, half-way again. If the video is not done then (progress is not linear,
+   or counted from the processing start), the estimate is redone from the new reading: a wrong
+   guess costs a query, never a missed completion.
+5. An end further away than the ceiling is reached in equal waits, so that the last lands on it
+   rather than up to a floor after it.
 
 Every wait is clamped to ``[floor, ceiling]``; with ``ceiling <= floor`` it polls every ``floor``
 seconds, as a fixed-interval sensor would.
@@ -52,6 +57,9 @@ MIN_OBSERVED = 5.0
 FINAL_SPREAD = 4.0
 #: Seconds added after the estimated end (capped at the floor), so that the query lands after it.
 END_MARGIN = 0.5
+#: Right after a ``queued`` answer, a single reading counted from the create is aimed at once if it
+#: places the end within this many seconds (the query goes to the latest of them).
+CREATE_SPREAD = 3 * FINAL_SPREAD
 #: ``created_at`` further back than this is not trusted as the processing start (clock skew, old tasks).
 MAX_TRUSTED_AGE = 24 * 60 * 60
 
@@ -63,6 +71,7 @@ class _Reading:
     time: float
     progress: int
     started: float
+    after_queue: bool = False
 
 
 @dataclass
@@ -122,6 +131,8 @@ class PollSchedule:
             remaining = end - now
             if spread <= FINAL_SPREAD or remaining < 2 * self.floor:
                 delay = remaining + min(END_MARGIN, self.floor)
+                if delay > self.ceiling:  # equal waits, the last on the end, not a floor after it
+                    delay /= math.ceil(delay / self.ceiling)
             else:
                 delay = min(
                     REFINE_FRACTION * remaining, remaining - self.floor, MAX_LEAP * self._observed(now)
@@ -137,14 +148,25 @@ class PollSchedule:
             return None, math.inf
         first = self._first
         if first is None or progress < first.progress:  # the first reading, or generation restarted
-            started = self._origin(task, now) if self._queued_at is None else (self._queued_at + now) / 2
-            first = self._first = _Reading(now, progress, started)
+            queued = self._queued_at is not None
+            started = (self._queued_at + now) / 2 if self._queued_at is not None else self._origin(task, now)
+            first = self._first = _Reading(now, progress, started, queued)
+        created = self._origin(task, now) - 0.5  # the start of the second created_at names
         gained = progress - first.progress
         if gained >= 2:
             # Both readings are rounded down, so the gain is known to within one percent: the
             # conservative rate counts one percent less, and the end is off by 1/(gained - 1) at most.
             remaining = (100 - progress) * (now - first.time) / (gained - 1)
-            return now + remaining, remaining / (gained - 1)
+            spread = remaining / (gained - 1)
+            if first.after_queue:  # was progress counted from the create, through the queue?
+                pinned = _end_from_create(created, ((first.time, first.progress), (now, progress)))
+                if pinned is not None and pinned[1] < spread:
+                    return pinned
+            return now + remaining, spread
+        if first.after_queue and now == first.time:
+            pinned = _end_from_create(created, ((now, progress),))
+            if pinned is not None and pinned[1] <= CREATE_SPREAD:
+                return pinned[0], 0.0  # aimed at its latest end: no query left to refine it
         elapsed = now - first.started
         if elapsed < MIN_OBSERVED:  # timestamps are whole seconds: too short to extrapolate from
             return None, math.inf
@@ -159,6 +181,25 @@ class PollSchedule:
             return self.started
         created = task.created_at + 0.5  # whole seconds: the middle of the second it names
         return created if 0 <= now - created <= MAX_TRUSTED_AGE else self.started
+
+
+def _end_from_create(created: float, readings: tuple[tuple[float, int], ...]) -> tuple[float, float] | None:
+    """
+    The end if progress counts from the create, and how far before it the video may be done.
+
+    Each reading (time, progress rounded down) bounds the end; ``None`` if they do not agree (the
+    progress is not linear from the create) or one rests on too few seconds. ``created`` is the
+    start of the second ``created_at`` names (the create fell within the second after it).
+    """
+    latest, earliest = math.inf, -math.inf
+    for at, progress in readings:
+        if at - created < MIN_OBSERVED:
+            return None
+        latest = min(latest, created + (at - created) * 100 / progress)
+        earliest = max(earliest, created + 1 + (at - created - 1) * 100 / (progress + 1))
+    if earliest > latest:
+        return None
+    return latest, latest - earliest
 
 
 @dataclass(frozen=True)

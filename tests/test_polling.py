@@ -73,6 +73,32 @@ def test_a_single_low_reading_is_not_extrapolated_far() -> None:
     assert schedule.next_delay(answer("processing", 1), CREATED + 6) == pytest.approx(8 * 5.5)
 
 
+def test_a_reading_after_the_queue_is_aimed_at_as_counted_from_the_create() -> None:
+    schedule = PollSchedule(30.0, 300.0)
+    schedule.next_delay(answer("queued", 0), CREATED + 20)
+    # 30% at 50 s: counted from the create (the latest end it can mean), the end is within 166.7 s
+    # of it, and no more than a few seconds earlier: aimed at once, as the wait already spent a query.
+    delay = schedule.next_delay(answer("processing", 30), CREATED + 50)
+    assert delay == pytest.approx(50 * 100 / 30 - 50 + END_MARGIN)
+
+
+def test_after_the_queue_two_readings_fitting_the_create_pin_the_end() -> None:
+    schedule = PollSchedule(5.0, 300.0)
+    schedule.next_delay(answer("queued", 0), CREATED + 20)
+    schedule.next_delay(answer("processing", 12), CREATED + 24)  # 178-200 s: too wide to aim at
+    delay = schedule.next_delay(answer("processing", 30), CREATED + 60)
+    # The rate alone (17% in 36 s) puts the end 148 s away; both readings also fit progress counted
+    # from the create, which pins it 140 s away: half-way there, as it may still be 9 s off.
+    assert delay == pytest.approx(0.5 * (60 * 100 / 30 - 60))
+
+
+def test_an_end_beyond_the_ceiling_is_reached_in_equal_waits() -> None:
+    schedule = PollSchedule(5.0, 60.0)
+    schedule.next_delay(answer("processing", 10), CREATED + 10)
+    end_in = (100 - 30) * 20 / 19 + END_MARGIN  # 74 s away: two waits of 37 s, not 60 s then a floor
+    assert schedule.next_delay(answer("processing", 30), CREATED + 30) == pytest.approx(end_in / 2)
+
+
 def test_done_without_a_url_asks_again_at_the_floor() -> None:
     assert PollSchedule(5.0, 120.0).next_delay(answer("completed", 100), CREATED + 90) == 5.0
 
