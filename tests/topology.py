@@ -10,6 +10,7 @@ so every component reads it through Airflow.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -58,6 +59,7 @@ class PostgresDatabase:
 
     def stop(self) -> None:
         self.server.cleanup()
+        atexit.unregister(self.server._cleanup)  # stopped now; at exit it would log to a closed stream
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
