@@ -34,8 +34,17 @@ def dag_bag() -> Any:
 
 
 def run_dag(dag_id: str, **run_conf: Any) -> Any:
+    """Run a DAG with ``dag.test()``: its declared params, with ``run_conf`` over them."""
     dag: DAG = dag_bag().dags[dag_id]
-    return dag.test(run_conf=run_conf or None)
+    # dag.test() keeps a run's conf in the DAG's params, and the DAG bag is shared by the tests of a
+    # process: pass every param, from its declared default unless given, so no run sees another's.
+    return dag.test(run_conf={**declared_params(dag_id), **run_conf} or None)
+
+
+@cache
+def declared_params(dag_id: str) -> dict[str, Any]:
+    """The DAG's params as its file declares them (read before any run of it in this process)."""
+    return dict(dag_bag().dags[dag_id].params)
 
 
 def states(run: Any) -> dict[str, str]:

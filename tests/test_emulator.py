@@ -825,7 +825,8 @@ def test_the_emulator_and_the_provider_do_not_import_each_other() -> None:
     code = """
 import pathlib, sys
 import airflow_grok_video.emulator
-print(sorted(m for m in sys.modules if m.startswith("airflow_grok_video.") and ".emulator" not in m))
+ours = sorted(m for m in sys.modules if m.startswith("airflow_grok_video.") and ".emulator" not in m)
+print("imported:", ours)
 root = pathlib.Path(airflow_grok_video.__file__).parent
 for name in list(sys.modules):
     if name.startswith("airflow_grok_video.emulator"):
@@ -834,7 +835,8 @@ for path in sorted(root.rglob("*.py")):
     parts = path.relative_to(root.parent).with_suffix("").parts
     if "emulator" not in parts:
         __import__(".".join(p for p in parts if p != "__init__"))
-print(sorted(m for m in sys.modules if m.startswith("airflow_grok_video.emulator")))
+print("imported:", sorted(m for m in sys.modules if m.startswith("airflow_grok_video.emulator")))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == ["[]", "[]"]
+    # Only our lines: importing the whole package may log (Airflow configures logging on import).
+    assert [line for line in out.splitlines() if line.startswith("imported:")] == ["imported: []"] * 2
