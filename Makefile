@@ -76,9 +76,11 @@ pytest: install
 # triggerers; docs/scale.md): `make test-scale GROK_SCALE_VIDEOS=50` for the issue's size, and
 # PYTEST_ARGS="-k scheduler" for one scenario. `make test` runs them with 4 videos per pattern.
 test-scale: install
-	GROK_SCALE_VIDEOS=$(GROK_SCALE_VIDEOS) $(BIN)/python -m pytest -ra -m scale $(PYTEST_ARGS)
+	GROK_SCALE_VIDEOS=$(GROK_SCALE_VIDEOS) GROK_SCALE_GENERATION_SECONDS=$(GROK_SCALE_GENERATION_SECONDS) \
+	  $(BIN)/python -m pytest -ra -m scale $(PYTEST_ARGS)
 
 GROK_SCALE_VIDEOS ?= 4
+GROK_SCALE_GENERATION_SECONDS ?= 10
 
 # The whole suite but the slow tests on every older minor, each in its .venv-<minor> (`make test-3.2`
 # for one). The slow tests run on the newest only: they take minutes each. The minors run side by

@@ -30,7 +30,7 @@ from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL, DEFERRAL_GRACE
 from airflow_grok_video.video_task import url_for_logs
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context, XComArg
+    from airflow.sdk import BaseOperator, Context, XComArg
 
 
 class GrokVideoSensor(BaseSensorOperator):
@@ -248,7 +248,7 @@ def _template_the_triggerer_renders(video_task_id: Any, *, mapped: bool) -> str 
 
 
 def _start_trigger_args(
-    sensor: type[GrokVideoSensor],
+    sensor: type[BaseOperator],
     template: str,
     grok_conn_id: str,
     poll_interval: float,
@@ -312,7 +312,7 @@ class _SensorPartial(OperatorPartial):
             return None
         timeout = value["timeout"]
         return _start_trigger_args(
-            GrokVideoSensor,
+            self.operator_class,  # a subclass's own extra links
             template,
             value["grok_conn_id"],
             float(value["poke_interval"]),
