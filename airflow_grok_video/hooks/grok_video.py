@@ -288,8 +288,13 @@ class GrokVideoHook(BaseHook):
 
     @cached_property
     def _connection(self) -> Connection:
-        """The connection, looked up once for the sync calls and the price."""
+        """The connection, looked up once for the sync calls, the price and the base URL."""
         return self.get_connection(self.grok_conn_id)
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL from the connection (see :func:`base_url_of`); its key is not read."""
+        return base_url_of(self._connection)
 
     async def _async_client(self) -> AsyncClient:
         """The hook's client in the running event loop; a client made in another loop is let go."""

@@ -217,7 +217,6 @@ class GrokCreateVideoOperator(BaseOperator):
 
     def _openlineage(self, video_task_id: str | None) -> OperatorLineage[Dataset, RunFacet]:
         """What the task reads and buys, and the video ``video_task_id`` when one was bought."""
-        from airflow_grok_video.hooks.grok_video import base_url_of
         from airflow_grok_video.lineage import generation_facet, lineage, url_dataset, video_task_dataset
 
         try:
@@ -227,8 +226,7 @@ class GrokCreateVideoOperator(BaseOperator):
         inputs = [url_dataset(url) for url in body["image_urls"]] if body else []
         outputs = []
         if video_task_id:
-            base_url = base_url_of(self.hook.get_connection(self.grok_conn_id))
-            outputs.append(video_task_dataset(base_url, video_task_id))
+            outputs.append(video_task_dataset(self.hook.base_url, video_task_id))
         facet = generation_facet({"video_task_id": video_task_id, **bought(body)}) if body else None
         return lineage(inputs, outputs, facet)
 

@@ -175,9 +175,9 @@ class GrokVideoToStorageOperator(BaseOperator):
         inputs = [url_dataset(self._source)] if self._source else []
         video_task_id = self._about.get("video_task_id")
         if video_task_id:
-            from airflow_grok_video.hooks.grok_video import GrokVideoHook, base_url_of
+            from airflow_grok_video.hooks.grok_video import GrokVideoHook
 
-            base_url = base_url_of(GrokVideoHook.get_connection(self.grok_conn_id))
+            base_url = GrokVideoHook(self.grok_conn_id).base_url
             inputs.append(video_task_dataset(base_url, str(video_task_id)))
         outputs = [stored_dataset(self._stored)] if self._stored else []
         return lineage(inputs, outputs, generation_facet(self._about))
