@@ -116,6 +116,9 @@ def test_create_cut_off_in_flight_is_not_sent_again(emulator: GrokVideoEmulator)
 
 
 def test_recreate_accepts_the_risk_of_paying_twice(emulator: GrokVideoEmulator) -> None:
+    # The retry creates and waits inside its own 2 s execution_timeout: an instant video leaves it
+    # the whole 2 s of slack (a 1.2 s generation timed the retry out once under CI's load).
+    emulator.configure({"queue_seconds": 0, "generation_seconds": 0})
     emulator.inject(Fault("slow", delay=4, method="POST"))
     run = run_dag("grok_test_recreate")
     assert states(run) == {"create": "success"}
