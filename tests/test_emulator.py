@@ -642,6 +642,59 @@ def test_create_fault_before_accept_bills_nothing(emu: GrokVideoEmulator) -> Non
     assert emu.accepted_creates == 0 and emu.creates == 2
 
 
+def raw_call(
+    emu: GrokVideoEmulator, method: str, path: str, body: Any = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One request that follows no redirect (``urllib`` would follow it)."""
+    connection = http.client.HTTPConnection(emu.host, emu.port, timeout=10)
+    try:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+        connection.request(method, path, body=data, headers=headers)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def test_redirect_fault_before_accept_bills_nothing(emu: GrokVideoEmulator) -> None:
+    emu.inject(Fault("redirect", location="https://elsewhere.invalid/v1", method="POST"))
+    status, headers, raw = raw_call(emu, "POST", CREATE, BODY)
+    assert (status, headers["Location"]) == (302, "https://elsewhere.invalid/v1")
+    assert b"video_" not in raw
+    assert (emu.creates, emu.accepted_creates) == (1, 0)
+    assert [r.status for r in emu.requests] == [302]
+
+
+def test_redirect_fault_after_accept_bills_and_hides_the_id(emu: GrokVideoEmulator) -> None:
+    emu.balance = 5
+    emu.inject(Fault("redirect", status=303, location=QUERY + "somewhere", method="POST", after_accept=True))
+    status, headers, raw = raw_call(emu, "POST", CREATE, BODY)
+    assert (status, headers["Location"]) == (303, QUERY + "somewhere")
+    assert b"video_" not in raw
+    assert emu.accepted_creates == 1 and emu.balance == 4
+    assert raw_call(emu, "POST", CREATE, BODY)[0] == 200  # used up
+
+
+def test_redirect_fault_on_a_query_and_through_the_control_endpoint(emu: GrokVideoEmulator) -> None:
+    fault = {"kind": "redirect", "status": 307, "location": "/elsewhere", "path_prefix": QUERY}
+    assert control(emu, "POST", "faults", fault) == (200, {"ok": True})
+    status, headers, _ = raw_call(emu, "GET", QUERY + "x")
+    assert (status, headers["Location"]) == (307, "/elsewhere")
+    assert emu.accepted_creates == 0
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"kind": "redirect"}, {"kind": "redirect", "location": "/x", "status": 200}],
+)
+def test_redirect_fault_needs_a_location_and_a_3xx(emu: GrokVideoEmulator, fields: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        Fault(**fields)
+    status, answer = control(emu, "POST", "faults", fields)
+    assert status == 400 and answer["error"]
+
+
 # -- the record and the control endpoints ----------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from airflow_grok_video.emulator.wire import envelope
 
-FaultKind = Literal["status", "html", "reset", "slow", "envelope"]
+FaultKind = Literal["status", "html", "reset", "slow", "envelope", "redirect"]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
 
@@ -22,17 +22,21 @@ class Fault:
 
     :param kind: ``status`` (HTTP ``status`` with an envelope whose code is ``str(status * 100)``),
         ``html`` (a 200 HTML page), ``reset`` (the connection is dropped mid-answer), ``slow``
-        (answer normally after ``delay`` seconds), ``envelope`` (HTTP 200 with ``code`` and ``msg``).
+        (answer normally after ``delay`` seconds), ``envelope`` (HTTP 200 with ``code`` and ``msg``),
+        ``redirect`` (HTTP ``status``, a 3xx, with a ``Location`` header and no envelope).
     :param times: how many matching requests it applies to.
     :param method: only requests with this method match (any when ``None``).
     :param path_prefix: only paths starting with this match (any when ``None``).
-    :param status: the HTTP status of a ``status`` fault (500 when ``None``).
+    :param status: the HTTP status of a ``status`` fault (500 when ``None``) or of a ``redirect``
+        fault (302 when ``None``; it must be a 3xx).
     :param retry_after: a ``Retry-After`` header for ``status`` faults: seconds (rounded up), or a
         string sent as is.
     :param delay: seconds a ``slow`` fault waits.
     :param code: the envelope code of an ``envelope`` fault (or overrides a ``status`` fault's).
     :param msg: the envelope msg of an ``envelope`` fault (or overrides a ``status`` fault's).
     :param after_accept: on a create, the task is accepted (and billed) first, then the fault is served.
+    :param location: the ``Location`` header of a ``redirect`` fault (required for it), sent as is:
+        an absolute URL or a path the client resolves against the request's URL.
     """
 
     kind: FaultKind
@@ -45,12 +49,18 @@ class Fault:
     code: str | None = None
     msg: str | None = None
     after_accept: bool = False
+    location: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"kind: must be one of {', '.join(FAULT_KINDS)}")
         if self.times < 1:
             raise ValueError("times: must be at least 1")
+        if self.kind == "redirect":
+            if not self.location:
+                raise ValueError("location: a redirect fault needs one")
+            if self.status is not None and not 300 <= self.status <= 399:
+                raise ValueError("status: a redirect fault's status must be a 3xx")
 
     def matches(self, method: str, path: str) -> bool:
         """
@@ -79,7 +89,7 @@ class PendingFault:
 
 def fault_answer(fault: Fault) -> web.Response:
     """
-    The answer that stands for a ``status``, ``html`` or ``envelope`` fault.
+    The answer that stands for a ``status``, ``html``, ``envelope`` or ``redirect`` fault.
 
     :param fault: the fault (a ``reset`` or ``slow`` one is no answer of its own: ``ValueError``).
     """
@@ -90,6 +100,8 @@ def fault_answer(fault: Fault) -> web.Response:
         return web.Response(status=200, text=page, content_type="text/html")
     if fault.kind == "envelope":
         return envelope(None, code=fault.code or "50000", msg=fault.msg or "emulated error")
+    if fault.kind == "redirect":
+        return _redirect_answer(fault)
     raise ValueError(f"not an answer fault: {fault.kind}")
 
 
@@ -104,4 +116,11 @@ def _status_answer(fault: Fault) -> web.Response:
         response.headers["Retry-After"] = fault.retry_after
     elif fault.retry_after is not None:
         response.headers["Retry-After"] = str(math.ceil(fault.retry_after))
+    return response
+
+
+def _redirect_answer(fault: Fault) -> web.Response:
+    status = fault.status or 302
+    response = web.Response(status=status, text=f"redirected to {fault.location}\n")
+    response.headers["Location"] = str(fault.location)
     return response
