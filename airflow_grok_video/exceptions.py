@@ -6,9 +6,12 @@ Errors a retry cannot fix, and that a retry might pay for again, derive from Air
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+
+if TYPE_CHECKING:
+    from airflow_grok_video.billing import Verdict
 
 
 class GrokVideoValidationError(AirflowFailException, ValueError):
@@ -40,6 +43,8 @@ class GrokVideoAPIError(AirflowException):
     :param sent: ``False`` only when the request certainly never reached the server
         (connection refused, DNS failure, connect timeout).
     :param retry_after: seconds the server asked us to wait (``Retry-After``), if it did.
+    :param verdict: for a create, what the failure says about the video it asked for (see
+        :mod:`airflow_grok_video.billing`); ``None`` for any other call.
     """
 
     def __init__(
@@ -52,6 +57,7 @@ class GrokVideoAPIError(AirflowException):
         transient: bool = False,
         sent: bool = True,
         retry_after: float | None = None,
+        verdict: Verdict | None = None,
     ) -> None:
         self.http_status = http_status
         self.code = code
@@ -59,6 +65,7 @@ class GrokVideoAPIError(AirflowException):
         self.transient = transient
         self.sent = sent
         self.retry_after = retry_after
+        self.verdict = verdict
         super().__init__(message)
 
 
@@ -68,10 +75,23 @@ class GrokVideoAuthError(GrokVideoAPIError, AirflowFailException):
 
 class GrokVideoRequestError(GrokVideoAPIError, AirflowFailException):
     """
-    The API refused the request itself (HTTP 4xx other than 401, 403, 408 and 429).
+    The API refused the request itself.
+
+    That is its own error code with HTTP 4xx (other than 401, 403, 408 and 429), or a client-error
+    code (``4xxxx``) with HTTP 2xx; for a create, also a server's HTTP 4xx without the API's
+    envelope (see :mod:`airflow_grok_video.billing`).
 
     The same request would be refused again (e.g. a parameter the API rejects, or a video task id the
     API does not know), so Airflow does not retry it.
+    """
+
+
+class GrokVideoNotFoundError(GrokVideoRequestError):
+    """
+    The API says, in its own envelope with HTTP 404, that the queried video task does not exist.
+
+    Only this answer tells a create operator's retry that an earlier try's video is gone (and a new
+    one may be bought); any other failure of the query (a gateway's HTML 404 among them) fails the try.
     """
 
 

@@ -88,6 +88,10 @@ class SyncClient:
         """
         Send one request; every failure becomes a :class:`GrokVideoAPIError` that quotes no header.
 
+        A ``POST`` (a create) never follows a redirect: its 3xx answer is returned as it is (what a
+        redirect after a billed create means is the billing table's to say), and following it
+        could turn the create into a ``GET`` or send it, key and all, to another host.
+
         :param method: the HTTP method.
         :param path: the path under the base URL.
         :param body: the JSON body, if any.
@@ -100,7 +104,7 @@ class SyncClient:
         except (requests.RequestException, ValueError, TypeError) as exc:
             raise not_built(exc, what) from None  # its text may quote a header
         try:
-            response = self.session.send(request, **self._options)
+            response = self.session.send(request, allow_redirects=method != "POST", **self._options)
             content = response.content
         except requests.exceptions.InvalidHeader as exc:
             raise not_built(exc, what) from None

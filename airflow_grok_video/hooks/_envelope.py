@@ -1,20 +1,30 @@
 """The Jimmy AI video API's wire rules: its paths and its ``{"code", "msg", "data"}`` envelope.
 
 This module is the one home of the envelope rules; the sync and async paths of
-:class:`~airflow_grok_video.hooks.grok_video.GrokVideoHook` both call :func:`unwrap`.
+:class:`~airflow_grok_video.hooks.grok_video.GrokVideoHook` both call :func:`unwrap`. What a
+create's answer means for billing is not decided here but by :mod:`airflow_grok_video.billing`.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
-from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoAuthError, GrokVideoRequestError
+from airflow_grok_video._answer import SUCCESS_CODE, answer_text, has_field
+from airflow_grok_video.billing import CreateOutcome, Stage, Verdict, create_error, decide
+from airflow_grok_video.exceptions import (
+    GrokVideoAPIError,
+    GrokVideoAuthError,
+    GrokVideoNotFoundError,
+    GrokVideoRequestError,
+)
+
+__all__ = ["CREATE_PATH", "DEFAULT_BASE_URL", "QUERY_PATH", "SUCCESS_CODE", "is_transient_status", "unwrap"]
 
 DEFAULT_BASE_URL = "https://www.jimmyai.cn"
 CREATE_PATH = "/api/open-api/v1/grok/videos"
 QUERY_PATH = "/api/open-api/v1/videos/{task_id}"
-SUCCESS_CODE = "20000"
 
 _TRANSIENT_HTTP_STATUSES = frozenset({408, 429})
 
@@ -24,15 +34,53 @@ def is_transient_status(http_status: int) -> bool:
     return http_status in _TRANSIENT_HTTP_STATUSES or http_status >= 500
 
 
+@dataclass(frozen=True)
+class Envelope:
+    """
+    A body that is the API's envelope.
+
+    :param code: its ``code``, as a string.
+    :param msg: its ``msg`` (empty when absent).
+    :param data: its ``data``, whatever JSON it is.
+    """
+
+    code: str
+    msg: str
+    data: Any
+
+    @classmethod
+    def read(cls, body: bytes) -> Envelope | None:
+        """
+        The envelope of a body, or ``None`` when the body is not one (not JSON, or no ``code``).
+
+        :param body: the response's raw body.
+        """
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(payload, dict) or "code" not in payload:
+            return None
+        return cls(str(payload.get("code")), str(payload.get("msg") or ""), payload.get("data"))
+
+
 def unwrap(
     http_status: int,
     body: bytes,
     *,
     what: str,
     retry_after: float | None = None,
+    creates: bool = False,
+    resend_on_429: bool = True,
 ) -> dict[str, Any]:
     """
     Return the ``data`` of a ``{"code", "msg", "data"}`` envelope, or raise what went wrong.
+
+    A create's answer is judged by the billing table (:func:`airflow_grok_video.billing.decide`):
+    only an accepted create returns, and its error carries the verdict. A query's error is
+    transient (retried) on HTTP 408, 429 and 5xx; a 404 in the API's envelope is
+    :class:`GrokVideoNotFoundError`; any other answer without the API's envelope fails without
+    being final (a gateway's page says nothing about the video).
 
     The error never quotes the body: a server's error page may echo request headers.
 
@@ -40,84 +88,83 @@ def unwrap(
     :param body: the response's raw body.
     :param what: the call, for messages (e.g. ``"create video"``).
     :param retry_after: the response's ``Retry-After``, in seconds, if any.
+    :param creates: whether the request was a create.
+    :param resend_on_429: for a create, whether HTTP 429 means "not accepted" (the connection's
+        ``resend_create_on_429`` extra).
     :raises GrokVideoAuthError: on HTTP 401/403.
     :raises GrokVideoAPIError: on any other error.
     """
+    envelope = Envelope.read(body)
+    if envelope is None:
+        detail = f"HTTP {http_status}, {len(body)} bytes"
+    else:
+        detail = f"HTTP {http_status}, code {envelope.code}: {envelope.msg}"
+    if creates:
+        return _create_data(http_status, envelope, detail, what, retry_after, resend_on_429)
+    fields: dict[str, Any] = {"http_status": http_status, "retry_after": retry_after}
+    if envelope is not None:
+        fields.update(code=envelope.code, msg=envelope.msg)
     transient = is_transient_status(http_status)
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        payload = None
-    envelope = payload if isinstance(payload, dict) and "code" in payload else None
-    code = None if envelope is None else str(envelope.get("code"))
-    msg = None if envelope is None else str(envelope.get("msg") or "")
-    detail = f"HTTP {http_status}" + ("" if envelope is None else f", code {code}: {msg}")
-
     if http_status in (401, 403):
         raise GrokVideoAuthError(
-            f"{what}: the API key was refused ({detail}); check the connection's password",
-            http_status=http_status,
-            code=code,
-            msg=msg,
+            f"{what}: the API key was refused ({detail}); check the connection's password", **fields
         )
     if envelope is None:
-        garbled = transient or 200 <= http_status < 300
-        raise (GrokVideoAPIError if garbled else GrokVideoRequestError)(
-            f"{what}: HTTP {http_status} with a body that is not the API's JSON envelope ({len(body)} bytes)"
-            + ("" if garbled else "; is the connection's base URL right?"),
-            http_status=http_status,
-            transient=garbled,
-            retry_after=retry_after,
+        hint = "" if transient or 200 <= http_status < 300 else "; is the connection's base URL right?"
+        raise GrokVideoAPIError(
+            f"{what}: a body that is not the API's JSON envelope ({detail}){hint}",
+            transient=transient or 200 <= http_status < 300,
+            **fields,
         )
-    if code != SUCCESS_CODE or not 200 <= http_status < 300:
+    if envelope.code != SUCCESS_CODE or not 200 <= http_status < 300:
         # The API answered "no" with its own code: the same request gets the same answer. A 5xx
         # (or 408/429) says "later" instead, and stays retryable.
-        refused = not transient
-        raise (GrokVideoRequestError if refused else GrokVideoAPIError)(
-            f"{what}: API error ({detail})",
-            http_status=http_status,
-            code=code,
-            msg=msg,
-            transient=transient,
-            retry_after=retry_after,
-        )
-    data = envelope.get("data")
-    if not isinstance(data, dict):
+        if transient:
+            raise GrokVideoAPIError(f"{what}: API error ({detail})", transient=True, **fields)
+        refused = GrokVideoNotFoundError if http_status == 404 else GrokVideoRequestError
+        raise refused(f"{what}: API error ({detail})", **fields)
+    if not isinstance(envelope.data, dict):
         raise GrokVideoAPIError(
-            f"{what}: the API's answer has no 'data' object ({detail}); it sent {answer_text(envelope)}",
-            http_status=http_status,
-            code=code,
-            msg=msg,
+            f"{what}: the API's answer has no 'data' object ({detail}); it sent {answer_text(envelope.data)}",
+            **fields,
         )
-    return data
+    return envelope.data
 
 
-def answer_text(answer: Any, limit: int = 300) -> str:
-    """
-    The API's JSON answer as compact text for a message, cut at ``limit`` characters.
-
-    Only the body is shown: never a header, so never the key.
-
-    :param answer: the decoded JSON (an envelope, or its ``data``).
-    :param limit: the longest text returned.
-    """
-    text = json.dumps(answer, ensure_ascii=False, separators=(",", ":"), default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def require(data: dict[str, Any], key: str, *, what: str) -> str:
-    """
-    Return ``data[key]`` as a non-empty string, or raise :class:`GrokVideoAPIError` naming it.
-
-    :param data: the envelope's ``data``.
-    :param key: the field that must be there.
-    :param what: the call, for messages.
-    """
-    value = data.get(key)
-    if not isinstance(value, str | int) or isinstance(value, bool) or str(value).strip() == "":
-        raise GrokVideoAPIError(
-            f"{what}: the API's answer lacks the field {key!r}; its data was {answer_text(data)}",
-            http_status=200,
-            code=SUCCESS_CODE,
-        )
-    return str(value)
+def _create_data(
+    http_status: int,
+    envelope: Envelope | None,
+    detail: str,
+    what: str,
+    retry_after: float | None,
+    resend_on_429: bool,
+) -> dict[str, Any]:
+    """A create's ``data`` when the billing table says accepted; its verdict's error otherwise."""
+    outcome = CreateOutcome(
+        Stage.ANSWERED,
+        http_status,
+        None if envelope is None else envelope.code,
+        has_task_id=envelope is not None and has_field(envelope.data, "task_id"),
+        resend_on_429=resend_on_429,
+    )
+    row = decide(outcome)
+    if row.verdict is Verdict.ACCEPTED and envelope is not None:
+        data: dict[str, Any] = envelope.data
+        return data
+    if http_status in (401, 403):
+        problem = "the API key was refused; check the connection's password"
+    elif envelope is None:
+        problem = "an answer that is not the API's JSON envelope"
+    elif envelope.code == SUCCESS_CODE and not outcome.has_task_id:
+        sent = {"code": envelope.code, "msg": envelope.msg, "data": envelope.data}
+        problem = f"a success without a video task id (it sent {answer_text(sent)})"
+    else:
+        problem = "an API error"
+    raise create_error(
+        row,
+        f"{what}: {problem} ({detail})",
+        http_status=http_status,
+        code=None if envelope is None else envelope.code,
+        msg=None if envelope is None else envelope.msg,
+        retry_after=retry_after,
+    )

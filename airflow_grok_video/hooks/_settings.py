@@ -32,8 +32,9 @@ DEFAULT_READ_TIMEOUT = 60.0
 
 #: Extras read as options (``proxy`` and ``verify_ssl`` are the HTTP provider's other spellings).
 _OPTIONS = frozenset({"proxies", "proxy", "verify", "verify_ssl", "cert", "timeout", "trust_env"})
-#: Extras of the provider's own that are not about HTTP (see ``GrokVideoHook.price``), never headers.
-PRICE_EXTRAS = frozenset({"price_per_second", "currency"})
+#: Extras of the provider's own that are not about HTTP (see ``GrokVideoHook.price`` and
+#: ``GrokVideoHook.resend_create_on_429``), never headers.
+PROVIDER_EXTRAS = frozenset({"price_per_second", "currency", "resend_create_on_429"})
 #: The HTTP provider's other options: not supported here, so ignored rather than sent as headers.
 _IGNORED = frozenset(
     {"stream", "allow_redirects", "max_redirects", "check_response", "srv_lookup", "auth_type", "auth_kwargs"}
@@ -160,7 +161,7 @@ def _unsendable(value: str, *, spaces: bool) -> str | None:
 def _extra_headers(conn_id: str, extras: Mapping[str, Any]) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, value in extras.items():
-        if name in _OPTIONS or name in _IGNORED or name in PRICE_EXTRAS or name.lower() == "authorization":
+        if name in _OPTIONS or name in _IGNORED or name in PROVIDER_EXTRAS or name.lower() == "authorization":
             continue
         if not name or not set(name) <= _TOKEN_CHARS:
             raise config_error(conn_id, f"the extra {name!r} is neither an option nor a valid header name")
@@ -266,3 +267,40 @@ def _cert(conn_id: str, value: Any) -> tuple[str, str | None] | None:
 
 def _is_text(value: Any) -> bool:
     return isinstance(value, str) and bool(value)
+
+
+@dataclass(frozen=True)
+class DownloadSettings:
+    """
+    What a download from another host (the video's CDN) takes from a connection: its proxy and CA bundle.
+
+    Never the key, the extra headers or the client certificate: those are for the API's host only.
+
+    :param proxy: the proxy for the download's URL (from the ``proxies`` extra or the environment),
+        or ``None`` to connect directly.
+    :param verify: the CA bundle that verifies the download host's certificate, or ``False`` not to
+        verify it.
+    """
+
+    proxy: str | None = field(repr=False)
+    verify: str | Literal[False]
+
+
+def resolve_download_settings(conn_id: str, extras: Mapping[str, Any], url: str) -> DownloadSettings:
+    """
+    Read a connection's proxy and CA-bundle extras for a download from ``url``, as the API's calls read them.
+
+    The same rules as :func:`resolve_settings`: the ``proxies`` extra (chosen for ``url``'s scheme
+    and host, ``no_proxy`` honoured), then the ``*_proxy`` environment variables unless
+    ``trust_env`` is false; the ``verify`` extra, then ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``.
+
+    :param conn_id: the connection's id, for error messages.
+    :param extras: the connection's extras (``{}`` for none: the environment's settings).
+    :param url: the URL downloaded.
+    :raises GrokVideoAPIError: (not sent, not transient) for an extra that cannot be used.
+    """
+    trust_env = _flag(conn_id, "trust_env", extras.get("trust_env", True))
+    return DownloadSettings(
+        proxy=_proxy_for(conn_id, url, extras.get("proxies", extras.get("proxy")), trust_env),
+        verify=_verify(conn_id, extras.get("verify", extras.get("verify_ssl", True)), trust_env),
+    )

@@ -10,9 +10,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from airflow.providers.common.compat.sdk import BaseHook
 
+from airflow_grok_video.billing import CreateJournal, CreateOutcome, Stage, Verdict, create_error, decide
 from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoAuthError, GrokVideoValidationError
 from airflow_grok_video.get_provider_info import UI_FIELD_BEHAVIOUR
-from airflow_grok_video.hooks._envelope import CREATE_PATH, DEFAULT_BASE_URL, QUERY_PATH, require, unwrap
+from airflow_grok_video.hooks._envelope import CREATE_PATH, DEFAULT_BASE_URL, QUERY_PATH, unwrap
 from airflow_grok_video.hooks.retry import RetryPolicy, parse_retry_after
 from airflow_grok_video.validation import MODEL, build_create_body
 from airflow_grok_video.video_task import VideoTask
@@ -24,6 +25,11 @@ if TYPE_CHECKING:
     from airflow_grok_video.hooks._settings import HttpSettings
 
 __all__ = ["DEFAULT_BASE_URL", "GrokVideoHook", "Price", "RetryPolicy", "VideoTask"]
+
+
+#: The largest ``price_per_second`` a connection may give: far above any plan, and low enough
+#: that an estimate in millionths still fits the metric's 64-bit counter.
+MAX_PRICE_PER_SECOND = 1_000_000_000
 
 
 class Price(NamedTuple):
@@ -108,12 +114,15 @@ class GrokVideoHook(BaseHook):
         ratio: str | None = None,
         orientation: str | None = None,
         model: str = MODEL,
+        journal: CreateJournal | None = None,
     ) -> dict[str, Any]:
         """
         Validate the parameters, then create one (billed) video task.
 
-        Nothing is sent unless every parameter is valid. The request is sent again only when the
-        API cannot have accepted it (see :func:`~airflow_grok_video.hooks.retry.create_not_accepted`).
+        Nothing is sent unless every parameter is valid. Each answer (or failure) is judged by the
+        billing table (:mod:`airflow_grok_video.billing`): the request is sent again only when the
+        API did not accept it; a refusal, or a create that may have been accepted without its id
+        being known, fails without Airflow retries.
 
         :param prompt: the text prompt.
         :param image_url: the reference image URL (or give ``image_urls``).
@@ -122,10 +131,13 @@ class GrokVideoHook(BaseHook):
         :param ratio: ``16:9``, ``9:16``, ``1:1``, ``3:2`` or ``2:3``.
         :param orientation: ``landscape`` or ``portrait`` (only without ``ratio``).
         :param model: ``grok-imagine-video-1.5`` or an alias of it.
+        :param journal: told right before each request is sent and right after its verdict (the
+            create operator's ledger), so that a record of a create in flight spans the request
+            alone, never a wait between retries.
         :return: the API's ``data``: ``task_id``, ``status``, ``model``, ``created_at``.
         :raises GrokVideoValidationError: before any request, for an invalid parameter.
         :raises GrokVideoUncertainCreateError: when a video may have been created but its id is unknown.
-        :raises GrokVideoAPIError: for any other API error.
+        :raises GrokVideoAPIError: for any other API error (its ``verdict`` says which).
         """
         body = build_create_body(
             prompt=prompt,
@@ -136,13 +148,52 @@ class GrokVideoHook(BaseHook):
             orientation=orientation,
             model=model,
         )
+        resend_on_429 = self.resend_create_on_429()
+        for attempt in self.retry_policy.attempts(creates=True, log=self.log):
+            time.sleep(attempt.wait)
+            if journal is not None:
+                journal.sending()
+            try:
+                data = self._create_once(body, resend_on_429)
+            except GrokVideoAPIError as error:
+                if journal is not None and error.verdict is not None:
+                    journal.settled(error.verdict, None)
+                attempt.failed(error)
+            else:
+                self._log_created(data, body)  # first, so that the id is known whatever follows
+                if journal is not None:
+                    journal.settled(Verdict.ACCEPTED, str(data["task_id"]))
+                return data
+        raise AssertionError("unreachable: attempts() ends by raising")
+
+    def _log_created(self, data: dict[str, Any], body: dict[str, Any]) -> None:
+        """Log an accepted create: its video task id, model, seconds and the estimated cost."""
+        seconds = int(body["duration"])
+        price = self.price()
+        cost = "" if price is None else f"; estimated cost {price.cost(seconds):g} {price.currency}".rstrip()
+        model = data.get("model", body["model"])
+        self.log.info("Created Grok video task %s (model %s, %s s%s)", data["task_id"], model, seconds, cost)
+
+    def _create_once(self, body: dict[str, Any], resend_on_429: bool) -> dict[str, Any]:
+        """Send one create; an error carries the billing table's verdict."""
         what = "create video"
-        data = self._call_sync("POST", CREATE_PATH, body, what=what, creates=True, deadline=None)
         try:
-            require(data, "task_id", what=what)
-        except GrokVideoAPIError as error:  # accepted, so billed, with no id to find it by
-            raise self.retry_policy.final_error(error, 1, creates=True) from None
-        return data
+            answer = self._sync_client().request("POST", CREATE_PATH, body, what)
+        except GrokVideoAPIError as error:
+            row = decide(CreateOutcome(Stage.NO_ANSWER if error.sent else Stage.NOT_SENT))
+            if row.verdict is not Verdict.NOT_ACCEPTED:
+                raise create_error(row, str(error)) from error
+            error.verdict = row.verdict  # as it is: a refused key stays a refused key
+            raise
+        retry_after = parse_retry_after(answer.retry_after)
+        return unwrap(
+            answer.status,
+            answer.body,
+            what=what,
+            retry_after=retry_after,
+            creates=True,
+            resend_on_429=resend_on_429,
+        )
 
     def get_video_task(self, video_task_id: str, *, deadline: float | None = None) -> VideoTask:
         """
@@ -199,23 +250,74 @@ class GrokVideoHook(BaseHook):
         """
         The price per second of video from the connection's extras, or ``None`` when none is set.
 
-        ``price_per_second`` (a number >= 0) and ``currency`` (any text) come from the user's own
-        plan with Jimmy AI; the provider knows no prices.
+        ``price_per_second`` (a number from 0 to :data:`MAX_PRICE_PER_SECOND`) and ``currency``
+        (text) come from the user's own plan with Jimmy AI; the provider knows no prices.
 
-        :raises GrokVideoValidationError: when ``price_per_second`` is not a number >= 0.
+        :raises GrokVideoValidationError: when ``price_per_second`` is not such a number, or
+            ``currency`` is not text.
         """
         extras = self._connection.extra_dejson
         value = extras.get("price_per_second")
+        currency = extras.get("currency")
+        if currency is not None and not isinstance(currency, str):
+            raise GrokVideoValidationError(
+                "currency",
+                currency,
+                f'the extra of connection {self.grok_conn_id!r} must be text, e.g. "CNY"',
+            )
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0 <= value <= MAX_PRICE_PER_SECOND  # NaN fails both
+        ):
             raise GrokVideoValidationError(
                 "price_per_second",
                 value,
-                f"the extra of connection {self.grok_conn_id!r} must give a number >= 0 (the price of one "
-                "second of video on your plan), or leave it out",
+                f"the extra of connection {self.grok_conn_id!r} must give a number from 0 to "
+                f"{MAX_PRICE_PER_SECOND:,} (the price of one second of video on your plan), or leave it out",
             )
-        return Price(float(value), str(extras.get("currency") or ""))
+        return Price(float(value), currency or "")
+
+    def check_connection(self) -> None:
+        """
+        Read every setting of the connection now, so that a bad one fails before anything is bought.
+
+        Resolves the key, the extras (headers, proxy, CA bundle and client certificate, loaded as
+        the triggerer loads them, timeouts), the price and ``resend_create_on_429``; sends nothing.
+
+        :raises GrokVideoValidationError: for a bad price or ``resend_create_on_429``.
+        :raises GrokVideoAPIError: (not sent) for any other setting that cannot be used.
+        """
+        self.price()
+        self.resend_create_on_429()
+        settings = self._sync_client().settings
+        if settings.tls:
+            from airflow_grok_video.hooks._clients import tls_context
+
+            tls_context(self.grok_conn_id, settings)
+
+    def resend_create_on_429(self) -> bool:
+        """
+        Whether a create answered HTTP 429 is sent again (the extra ``resend_create_on_429``).
+
+        True by default. It rests on the API's 429 meaning "not accepted" (see
+        :mod:`airflow_grok_video.billing`); false makes a 429 an uncertain create instead, which
+        fails without being sent again.
+
+        :raises GrokVideoValidationError: when the extra is not true or false.
+        """
+        value = self._connection.extra_dejson.get("resend_create_on_429", True)
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        if not isinstance(value, bool):
+            raise GrokVideoValidationError(
+                "resend_create_on_429",
+                value,
+                f"the extra of connection {self.grok_conn_id!r} must be true or false, or be left out",
+            )
+        return value
 
     def test_connection(self) -> tuple[bool, str]:
         """

@@ -2,8 +2,8 @@
 
 The one home of the retry rules: :meth:`RetryPolicy.attempts` hands out the attempts, and the
 hook's sync and async requests and the transfer's download all iterate it, so none of them has a
-retry loop of its own. A create is billed, so it is sent again only when the API cannot have
-accepted it.
+retry loop of its own. A create is billed, so it is sent again only when the billing table
+(:mod:`airflow_grok_video.billing`) says the API did not accept it.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoUncertainCreateError
-from airflow_grok_video.hooks._envelope import SUCCESS_CODE
+from airflow_grok_video.billing import Verdict
+from airflow_grok_video.exceptions import GrokVideoAPIError
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -35,24 +35,6 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def create_not_accepted(error: GrokVideoAPIError) -> bool:
-    """
-    Whether a failed create certainly did not create (nor bill) a video.
-
-    Only these prove it: the request never reached the API (connection refused, DNS failure,
-    connect timeout, a failed TLS handshake, a proxy that refused the connection), HTTP 429 Too
-    Many Requests, or the API's own refusal (an envelope error code with an HTTP status other than
-    5xx). Anything else (a timeout or reset after sending, a 5xx, a body that is not the API's,
-    a success without a usable video task id) may hide an accepted, billed video.
-
-    :param error: the failure of one create request.
-    """
-    if not error.sent or error.http_status == 429:
-        return True
-    refused_by_api = error.code is not None and error.code != SUCCESS_CODE
-    return refused_by_api and error.http_status is not None and error.http_status < 500
 
 
 @dataclass
@@ -120,7 +102,7 @@ class RetryPolicy:
                 return
             wait = self.delay(error, attempt.number, creates=creates, deadline=deadline)
             if wait is None:
-                raise self.final_error(error, attempt.number, creates=creates) from error
+                raise self.final_error(error, attempt.number) from error
             if log is not None:
                 log.warning(
                     "%s; trying again in %.1fs (attempt %d of %d)",
@@ -144,7 +126,7 @@ class RetryPolicy:
         """
         if not error.transient or attempt >= self.max_attempts:
             return None
-        if creates and not create_not_accepted(error):
+        if creates and error.verdict is not Verdict.NOT_ACCEPTED:
             return None
         if error.retry_after is not None:
             wait = min(error.retry_after, self.max_retry_after)
@@ -156,36 +138,26 @@ class RetryPolicy:
         return wait
 
     @staticmethod
-    def final_error(error: GrokVideoAPIError, attempts: int, *, creates: bool) -> GrokVideoAPIError:
+    def final_error(error: GrokVideoAPIError, attempts: int) -> GrokVideoAPIError:
         """
-        The exception to raise once retrying stops.
+        The exception to raise once retrying stops: ``error``, saying how many attempts were made.
 
-        A create that may have been accepted becomes a
-        :class:`~airflow_grok_video.exceptions.GrokVideoUncertainCreateError`, which Airflow does not
-        retry (each retry could pay again). The API's refusals are already
-        :class:`~airflow_grok_video.exceptions.GrokVideoRequestError` (see ``unwrap``).
+        It keeps its class, so a create keeps what its verdict made it (see
+        :func:`airflow_grok_video.billing.create_error`): a refusal or an uncertain create is not
+        retried by Airflow either.
 
         :param error: the last failure.
         :param attempts: how many requests were sent.
-        :param creates: whether the request creates (and bills) a video.
         """
-        tried = "" if attempts == 1 else f" (gave up after {attempts} attempts)"
-        if creates and not create_not_accepted(error):
-            return GrokVideoUncertainCreateError(
-                f"{error}{tried}. The create request may have reached the API, so a video may have been "
-                "created and billed, and its video task id is unknown. It is not sent again, to avoid paying "
-                "twice: check the account's video tasks before running this task again.",
-                http_status=error.http_status,
-                code=error.code,
-                msg=error.msg,
-            )
-        if not tried:
+        if attempts == 1:
             return error
         return type(error)(
-            f"{error}{tried}",
+            f"{error} (gave up after {attempts} attempts)",
             http_status=error.http_status,
             code=error.code,
             msg=error.msg,
             transient=error.transient,
             sent=error.sent,
+            retry_after=error.retry_after,
+            verdict=error.verdict,
         )

@@ -1,11 +1,12 @@
 """What a create task instance has bought so far, kept in Airflow's task state store across its tries.
 
 Airflow retries a task after a crash, a timeout or any exception, and every create is billed. The
-ledger records a create as *in flight* before it is sent and the video task id as soon as the
-API answers, so that a later try of the same task instance (same run, task and map index) can
-reattach to the video instead of buying another. It also records a fingerprint of what was asked
-for, so that a try asking for something else (a changed prompt, image, ...) is never handed the
-earlier try's video.
+ledger records a create as *in flight* right before each request is sent and, by the request's
+verdict (:mod:`airflow_grok_video.billing`), the video task id as soon as the API answers, or
+nothing when the API did not accept it, so that a later try of the same task instance (same
+run, task and map index) can reattach to the video instead of buying another. It also records a
+fingerprint of what was asked for, so that a try asking for something else (a changed prompt,
+image, ...) is never handed the earlier try's video.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from airflow.providers.common.compat.sdk import AirflowFailException
+
+from airflow_grok_video.billing import Verdict
 
 #: The task state store key; renaming it would orphan the records of tries in flight.
 LEDGER_KEY = "grok_video_create"
@@ -137,3 +142,46 @@ class CreateLedger:
             "fingerprint": record.fingerprint,
         }
         self.store.set(LEDGER_KEY, value)
+
+
+@dataclass
+class LedgerJournal:
+    """
+    Keeps the ledger around each create request (a :class:`~airflow_grok_video.billing.CreateJournal`).
+
+    *In flight* is written right before a request leaves, so a wait between two attempts (a 429's
+    ``Retry-After``) is never recorded as a create that may have been billed. After the request, its
+    verdict decides: **not accepted** or **refused** clears the record, **accepted** records the video
+    task id, **uncertain** keeps the in-flight record (a later try must not buy another).
+
+    :param ledger: the task instance's ledger.
+    :param digests: the :func:`fingerprint` of the create's body.
+    """
+
+    ledger: CreateLedger
+    digests: dict[str, str]
+    sent: CreateRecord | None = None
+
+    def sending(self) -> None:
+        """Record the create as in flight."""
+        self.sent = self.ledger.in_flight(self.digests)
+
+    def settled(self, verdict: Verdict, video_task_id: str | None) -> None:
+        """
+        Record what the request's verdict says.
+
+        :param verdict: the verdict.
+        :param video_task_id: the API's video task id, when accepted.
+        :raises AirflowFailException: when an accepted video cannot be recorded (it names the id).
+        """
+        if verdict in (Verdict.NOT_ACCEPTED, Verdict.REFUSED):
+            self.ledger.clear()
+        elif verdict is Verdict.ACCEPTED and self.sent is not None and video_task_id is not None:
+            try:
+                self.ledger.created(self.sent, video_task_id)
+            except Exception as exc:
+                raise AirflowFailException(
+                    f"Created (and paid for) video task {video_task_id}, but could not record it in the "
+                    f"task state store ({type(exc).__name__}: {exc}). A retry would take the create as "
+                    f"uncertain: use video task {video_task_id} (e.g. with GrokVideoSensor) instead."
+                ) from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Sequence
 from functools import cached_property
@@ -12,15 +13,14 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 
 from airflow_grok_video import metrics
 from airflow_grok_video.exceptions import (
-    GrokVideoAPIError,
     GrokVideoGenerationFailed,
+    GrokVideoNotFoundError,
     GrokVideoUncertainCreateError,
     GrokVideoValidationError,
 )
 from airflow_grok_video.hooks.grok_video import GrokVideoHook, Price
-from airflow_grok_video.hooks.retry import create_not_accepted
 from airflow_grok_video.links.grok_video import VIDEO_URL_XCOM_KEY, GrokVideoLink
-from airflow_grok_video.operators._ledger import CreateLedger, CreateRecord, fingerprint
+from airflow_grok_video.operators._ledger import CreateLedger, CreateRecord, LedgerJournal, fingerprint
 from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, VideoWait
 from airflow_grok_video.validation import MODEL, build_create_body
 from airflow_grok_video.video_task import VIDEO_URL_LIFETIME, VideoTask, url_for_logs
@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 #: :func:`bought` says, whether an earlier try bought it, and the estimated cost when the connection
 #: gives a price.
 PURCHASE_XCOM_KEY = "purchase"
+
+
+def _seconds(value: Any) -> bool:
+    """Whether ``value`` is a finite number of seconds above 0."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
 
 
 def bought(body: dict[str, Any]) -> dict[str, Any]:
@@ -161,10 +166,9 @@ class GrokCreateVideoOperator(BaseOperator):
         return GrokVideoHook(self.grok_conn_id)
 
     def execute(self, context: Context) -> str:
-        """Validate, then reattach to this task instance's video or create one; wait if asked."""
-        body = self._body()
+        """Check everything, then reattach to this task instance's video or create one; wait if asked."""
+        body, price = self._preflight()
         digests = fingerprint(body)
-        price = self.hook.price()  # a bad price in the connection fails before anything is bought
         ledger = self._ledger(context)
         earlier = self._reattach(ledger, digests, context) if ledger else None
         video_task_id = earlier.task_id if earlier else self._create(body, digests, ledger, price)
@@ -229,6 +233,33 @@ class GrokCreateVideoOperator(BaseOperator):
             outputs.append(video_task_dataset(self.hook.base_url, video_task_id))
         facet = generation_facet({"video_task_id": video_task_id, **bought(body)}) if body else None
         return lineage(inputs, outputs, facet)
+
+    def _preflight(self) -> tuple[dict[str, Any], Price | None]:
+        """
+        Check every argument and connection setting the task uses, before any request is sent.
+
+        The one step both the worker and the deferred paths start with: after it, nothing the task
+        does with its own settings can fail once a video has been bought.
+
+        :return: the create's body and the connection's price.
+        :raises GrokVideoValidationError: naming the argument or extra, its value and what is allowed.
+        """
+        body = self._body()
+        for name in ("wait_for_completion", "deferrable", "durable"):
+            if not isinstance(getattr(self, name), bool):
+                raise GrokVideoValidationError(name, getattr(self, name), "must be True or False")
+        if self.on_uncertain_create not in ("fail", "recreate"):
+            raise GrokVideoValidationError(
+                "on_uncertain_create", self.on_uncertain_create, "must be 'fail' or 'recreate'"
+            )
+        if self.wait_for_completion:
+            if not _seconds(self.timeout):
+                raise GrokVideoValidationError(
+                    "timeout", self.timeout, "must be a finite number of seconds > 0"
+                )
+            PollSchedule(self.poll_interval, self.max_poll_interval)
+        self.hook.check_connection()
+        return body, self.hook.price()
 
     def _body(self) -> dict[str, Any]:
         """The create request's body, from the rendered parameters; raises on an invalid one."""
@@ -330,49 +361,27 @@ class GrokCreateVideoOperator(BaseOperator):
         self.log.warning("%s Creating again, as on_uncertain_create='recreate' asks.", message)
 
     def _known_task(self, video_task_id: str) -> VideoTask | None:
+        """The earlier try's video, or ``None`` only when the API itself says it does not exist."""
         try:
             return self.hook.get_video_task(video_task_id)
-        except GrokVideoAPIError as error:
-            if error.http_status == 404:
-                return None
-            raise
+        except GrokVideoNotFoundError:
+            return None  # any other failure (a gateway's 404 among them) fails this try, buying nothing
 
     def _create(
         self, body: dict[str, Any], digests: dict[str, str], ledger: CreateLedger | None, price: Price | None
     ) -> str:
-        sent = ledger.in_flight(digests) if ledger else None
+        journal = LedgerJournal(ledger, digests) if ledger else None
         try:
-            data = self.hook.create_video(**body)
-        except GrokVideoAPIError as error:
-            if isinstance(error, GrokVideoUncertainCreateError):
-                self._count("uncertain_create")
-            if ledger and create_not_accepted(error):
-                ledger.clear()  # the API certainly did not accept it: nothing was bought
-            raise  # otherwise the in-flight record stays: a later try must not buy another
+            data = self.hook.create_video(**body, journal=journal)
+        except GrokVideoUncertainCreateError:
+            self._count("uncertain_create")
+            raise
         video_task_id = str(data["task_id"])
         seconds = int(body["duration"])
         self._count("created")
         self._count("video_seconds", by=seconds)
-        cost = ""
         if price is not None:
             self._count("estimated_cost_micros", by=round(price.cost(seconds) * 1_000_000))
-            cost = f"; estimated cost {price.cost(seconds):g} {price.currency}".rstrip()
-        self.log.info(
-            "Created Grok video task %s (model %s, %s s%s)",
-            video_task_id,
-            data.get("model", body["model"]),
-            seconds,
-            cost,
-        )
-        if ledger and sent:
-            try:
-                ledger.created(sent, video_task_id)
-            except Exception as exc:
-                raise AirflowFailException(
-                    f"Created (and paid for) video task {video_task_id}, but could not record it in the "
-                    f"task state store ({type(exc).__name__}: {exc}). A retry would take the create as "
-                    f"uncertain: use video task {video_task_id} (e.g. with GrokVideoSensor) instead."
-                ) from exc
         return video_task_id
 
     # -- waiting --------------------------------------------------------------------------
