@@ -176,6 +176,47 @@ def test_a_deferred_wait_starts_and_ends_in_the_triggerer(deployment: Deployment
     assert deployment.states(dag_id, run_id, "wait") == {-1: "success"}
 
 
+# Each deferrable sensor of this DAG (tests/deploy_dags) and the create whose video it must read,
+# by (sensor, map index) -> (create, map index): every pattern in which a sensor starts in the triggerer.
+PATTERNS = "grok_deploy_start_patterns"
+PATTERN_VIDEOS = 3
+PATTERN_WAITS = {
+    ("wait", -1): ("create", -1),
+    ("nested.wait", -1): ("create", -1),
+    **{("waits", i): ("creates", i) for i in range(PATTERN_VIDEOS)},
+    **{
+        (f"one_video.{wait}", i): ("one_video.create", i)
+        for wait in ("wait", "nested.wait")
+        for i in range(PATTERN_VIDEOS)
+    },
+    **{("one_video.wait_outside", i): ("create", -1) for i in range(PATTERN_VIDEOS)},
+}
+
+
+def test_every_sensor_that_starts_in_the_triggerer_reads_its_own_video(deployment: Deployment) -> None:
+    deployment.emulator("reset", {})
+    deployment.emulator("rules", {"prompt_contains": "quick", "generation_seconds": 3})
+    run_id = deployment.trigger(PATTERNS)
+    assert deployment.finish(PATTERNS, run_id) == "success", deployment.logs()
+    assert deployment.emulator("stats")["accepted_creates"] == 1 + 2 * PATTERN_VIDEOS
+    url = f"{deployment.emulator_url}/videos/{{}}.mp4"
+    read = {wait: deployment.xcom(PATTERNS, run_id, *wait) for wait in PATTERN_WAITS}
+    expected = {
+        wait: url.format(deployment.xcom(PATTERNS, run_id, *create)) for wait, create in PATTERN_WAITS.items()
+    }
+    assert read == expected
+    assert len({read[("one_video.wait", i)] for i in range(PATTERN_VIDEOS)}) == PATTERN_VIDEOS
+    # Every one of them started (and ended) in the triggerer: no worker ran a sensor.
+    creates = {create for create in PATTERN_WAITS.values()}
+    wait_for(
+        lambda: all(worker_runs(deployment, PATTERNS, run_id, *create) == 1 for create in creates),
+        30,
+        "every create's workload log",
+    )
+    runs = {wait: worker_runs(deployment, PATTERNS, run_id, *wait) for wait in PATTERN_WAITS}
+    assert runs == dict.fromkeys(PATTERN_WAITS, 0), deployment.logs()
+
+
 def test_a_kept_video_triggers_the_dag_scheduled_on_it(deployment: Deployment) -> None:
     deployment.emulator("reset", {})
     deployment.emulator("rules", {"prompt_contains": "Waves", "generation_seconds": 2})

@@ -8,7 +8,7 @@ from typing import Any
 
 import airflow
 import pendulum
-from airflow.sdk import DAG, TaskGroup
+from airflow.sdk import DAG, TaskGroup, task_group
 from packaging.version import Version
 
 from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
@@ -102,3 +102,74 @@ def test_the_scheduler_sees_the_start_arguments_of_a_mapped_sensor() -> None:
     args = scheduled.get_task("w1").start_trigger_args
     if RENDERS:  # the kwargs as the scheduler stores them for the trigger (serialized)
         assert args is not None and "map_indexes=ti.map_index) }}" in json.dumps(args.trigger_kwargs)
+
+
+def grouped_sensors() -> tuple[DAG, dict[str, Any]]:
+    """Deferrable sensors in and around a mapped task group (issue 21 item 4)."""
+    sensors: dict[str, Any] = {}
+    wait = GrokVideoSensor
+    with DAG("grok_test_grouped_start", schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as dag:
+        top = GrokCreateVideoOperator(task_id="top", prompt="p", image_url=IMAGE)
+        with TaskGroup("plain"):
+            sensors["in a task group, over a create outside"] = wait(
+                task_id="wait", video_task_id=top.output, deferrable=True
+            )
+
+        @task_group
+        def group(prompt: str) -> None:
+            create = GrokCreateVideoOperator(task_id="create", prompt=prompt, image_url=IMAGE)
+            sensors["beside its create"] = wait(task_id="wait", video_task_id=create.output, deferrable=True)
+            with TaskGroup("nested"):
+                sensors["in a group nested in the mapped one"] = wait(
+                    task_id="wait", video_task_id=create.output, deferrable=True
+                )
+            sensors["over a create outside the group"] = wait(
+                task_id="wait_top", video_task_id=top.output, deferrable=True
+            )
+
+            @task_group
+            def inner(n: int) -> None:
+                sensors["in a mapped group inside, over the outer create"] = wait(
+                    task_id="wait", video_task_id=create.output, deferrable=True
+                )
+
+            inner.expand(n=[1, 2])
+            sensors["group create"] = create
+
+        group.expand(prompt=["a", "b"])
+        sensors["after the group, over every index"] = wait(
+            task_id="after", video_task_id=sensors.pop("group create").output, deferrable=True
+        )
+    return dag, sensors
+
+
+def test_sensors_in_a_mapped_task_group_read_their_own_map_index() -> None:
+    _, sensors = grouped_sensors()
+    read = {
+        name: sensor.start_trigger_args.trigger_kwargs["video_task_id"] if sensor.start_from_trigger else None
+        for name, sensor in sensors.items()
+    }
+    own = "{{ ti.xcom_pull(task_ids='group.create', key='return_value', map_indexes=ti.map_index) }}"
+    top = "{{ ti.xcom_pull(task_ids='top', key='return_value', map_indexes=-1) }}"
+    expected = {
+        "in a task group, over a create outside": top,
+        "beside its create": own,
+        "in a group nested in the mapped one": own,
+        "over a create outside the group": top,
+        # Airflow works the index out from task counts, or hands the sensor every index: a worker.
+        "in a mapped group inside, over the outer create": None,
+        "after the group, over every index": None,
+    }
+    assert read == (expected if RENDERS else dict.fromkeys(sensors))
+
+
+def test_the_scheduler_sees_what_a_sensor_in_a_mapped_task_group_reads() -> None:
+    if not RENDERS:
+        return  # older Airflow: nothing starts in the triggerer (asserted above)
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag, _ = grouped_sensors()
+    scheduled = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    args = scheduled.get_task("group.nested.wait").start_trigger_args
+    assert args is not None and "map_indexes=ti.map_index) }}" in json.dumps(args.trigger_kwargs)
+    assert not scheduled.get_task("group.inner.wait").start_from_trigger

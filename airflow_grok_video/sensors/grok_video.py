@@ -42,8 +42,8 @@ class GrokVideoSensor(BaseSensorOperator):
     Works in ``poke``, ``reschedule`` and deferrable mode; deferred, the wait runs in the
     triggerer (:class:`~airflow_grok_video.triggers.grok_video.GrokVideoTrigger`) and holds no
     worker slot, and a success ends the task there. On Airflow 3.3+ a deferrable sensor on the
-    output of a task that is not mapped (or mapped over a mapped task's output) also starts
-    there, without a worker (unless
+    output of a task that is not mapped (or in the same mapped task group as that task, or
+    mapped over a mapped task's output) also starts there, without a worker (unless
     ``start_in_triggerer=False``); otherwise it starts in a worker, looks
     once (a video already done is handed on at once) and defers. While waiting it logs the status
     and progress (``processing 45%``). A ``failed`` task fails the sensor without retries, with
@@ -96,13 +96,17 @@ class GrokVideoSensor(BaseSensorOperator):
         Have the scheduler start the wait in the triggerer, without a worker, where it can (Airflow 3.3+).
 
         The triggerer renders the video task id itself; it can read one XCom only by its map
-        index, so the id must be the output of a task that is not mapped, or a template that
-        names ``map_indexes``. Otherwise the sensor starts in a worker and defers from there.
+        index, so the id must be the output of a task that is not mapped (each instance of a
+        sensor in the same mapped task group as that task reads the instance of its own map
+        index), or a template that names ``map_indexes``. Otherwise the sensor starts in a worker
+        and defers from there.
 
         :param video_task_id: the ``video_task_id`` argument, before templating.
         """
-        template = _template_the_triggerer_renders(video_task_id, mapped=False)
-        if template is None or not _TRIGGERER_RENDERS_TEMPLATES:
+        if not _TRIGGERER_RENDERS_TEMPLATES:
+            return
+        template = _template_the_triggerer_renders(video_task_id, self, mapped=False)
+        if template is None:
             return
         self.start_trigger_args = _start_trigger_args(
             type(self), template, self.grok_conn_id, self.poke_interval, self.timeout, self.max_poll_interval
@@ -116,8 +120,8 @@ class GrokVideoSensor(BaseSensorOperator):
 
         Airflow gives every map index of a mapped task the same start arguments, so a mapped sensor
         starts in the triggerer when only ``video_task_id`` is mapped, over a mapped task's
-        ``.output`` (each index reads the XCom of the same index), and nothing it waits by comes
-        from ``default_args``; otherwise it starts in a worker.
+        ``.output`` (each index reads the XCom of the same index), neither is in a mapped task
+        group, and nothing it waits by comes from ``default_args``; otherwise it starts in a worker.
 
         :param kwargs: the arguments every map index shares.
         """
@@ -155,12 +159,15 @@ class GrokVideoSensor(BaseSensorOperator):
 
     def _finished_already(self, context: Context) -> str | None:
         """
-        Look once before deferring: a video that has ended needs no trip to the triggerer.
+        Look once before deferring: a wait that has ended needs no trip to the triggerer.
 
-        A video already done is handed on; a ``failed`` one, or an answer that will not change (a
-        refused key, an unknown video task, the API's refusal), fails the task now, as the deferred
-        wait would after its first query (skipped with ``soft_fail``). A video still running, or a
-        transient error, is left to the deferred wait.
+        The answer is read by :meth:`VideoWait.step`, as every query of the wait is: a video done
+        is handed on; a ``failed`` one fails the task now, as does a wait whose ``timeout`` has
+        passed, and an answer that will not change (a refused key, an unknown video task, the
+        API's refusal), as the deferred wait would after its first query (skipped with
+        ``soft_fail``). A wait that goes on, or a transient error, is left to the deferred wait.
+
+        :param context: the task's context.
         """
         try:
             task = self.hook.get_video_task(self.video_task_id, deadline=time.time())  # no retries
@@ -169,14 +176,20 @@ class GrokVideoSensor(BaseSensorOperator):
                 self._fail_now(error)
             self.log.info("Grok video task %s: first look failed (%s); deferring", self.video_task_id, error)
             return None
-        if task.failed:
+        step = self._video_wait(deadline=self._started(context) + self.timeout).step(task, time.time())
+        if step.status == "failed":
             metrics.count("failed", dag_id=self.dag_id, task_id=self.task_id)
-            self._fail_now(GrokVideoGenerationFailed(task.task_id, task.error_message))
-        if not task.succeeded or task.video_url is None:
+            self._fail_now(GrokVideoGenerationFailed(self.video_task_id, step.task.error_message))
+        if step.status == "timeout":
+            self._fail_now(AirflowSensorTimeout(step.message))
+        if step.status != "success":
             return None
-        self.log.info("Grok video task %s: already completed, %s", task.task_id, url_for_logs(task.video_url))
-        context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=task.video_url)
-        return task.video_url
+        video_url = cast("str", step.task.video_url)  # a success has its URL
+        self.log.info(
+            "Grok video task %s: already completed, %s", self.video_task_id, url_for_logs(video_url)
+        )
+        context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=video_url)
+        return video_url
 
     def _fail_now(self, error: Exception) -> NoReturn:
         """Raise ``error``, or skip the task with ``soft_fail``, as a resumed wait would."""
@@ -229,22 +242,62 @@ class GrokVideoSensor(BaseSensorOperator):
 _TRIGGERER_RENDERS_TEMPLATES = Version(airflow.__version__).release >= (3, 3)
 
 
-def _template_the_triggerer_renders(video_task_id: Any, *, mapped: bool) -> str | None:
+def _template_the_triggerer_renders(video_task_id: Any, sensor: Any, *, mapped: bool) -> str | None:
     """
     ``video_task_id`` as a template the triggerer can render, or ``None`` when it cannot.
 
     :param video_task_id: the sensor's argument: a template string, or a task's ``.output``.
+    :param sensor: the sensor (a mapped one when ``mapped``), placed in its DAG and task group.
     :param mapped: whether the sensor is mapped over ``video_task_id``: it then reads the XCom of
         its own map index from a mapped upstream task.
     """
     if isinstance(video_task_id, str):
         return video_task_id if "map_indexes" in video_task_id and not mapped else None
-    operator = getattr(video_task_id, "operator", None)
+    upstream = getattr(video_task_id, "operator", None)
     key = getattr(video_task_id, "key", None)
-    if type(video_task_id).__name__ != "PlainXComArg" or operator is None or operator.is_mapped != mapped:
+    if type(video_task_id).__name__ != "PlainXComArg" or upstream is None:
         return None
-    index = "ti.map_index" if mapped else "-1"
-    return f"{{{{ ti.xcom_pull(task_ids={operator.task_id!r}, key={key!r}, map_indexes={index}) }}}}"
+    index = _map_index_to_pull(upstream, sensor, mapped=mapped)
+    if index is None:
+        return None
+    return f"{{{{ ti.xcom_pull(task_ids={upstream.task_id!r}, key={key!r}, map_indexes={index}) }}}}"
+
+
+def _map_index_to_pull(upstream: Any, sensor: Any, *, mapped: bool) -> str | None:
+    """
+    Which map index of ``upstream``'s XCom each instance of the sensor reads, as a template expression.
+
+    ``-1`` for a task that is not expanded; ``ti.map_index`` where each instance of the sensor
+    reads the instance of ``upstream`` with its own map index: a sensor mapped over a mapped
+    task's output, or a sensor in the same mapped task group as ``upstream`` (both expanded by
+    the same groups, so their indexes agree, as Airflow resolves the ``.output`` in a worker).
+    ``None`` where one index cannot say it (Airflow hands the sensor several values, or works the
+    index out from the task counts): the sensor then starts in a worker.
+
+    :param upstream: the task whose output the sensor waits by.
+    :param sensor: the sensor (a mapped one when ``mapped``).
+    :param mapped: whether the sensor is mapped over ``upstream``'s output.
+    """
+    upstream_group = _closest_mapped_group(upstream)
+    sensor_group = _closest_mapped_group(sensor)
+    if mapped:
+        outside_groups = upstream_group is None and sensor_group is None
+        return "ti.map_index" if upstream.is_mapped and outside_groups else None
+    if upstream.is_mapped:
+        return None  # the sensor would get every index's value
+    if upstream_group is None:
+        return "-1"
+    return "ti.map_index" if upstream_group == sensor_group else None
+
+
+def _closest_mapped_group(task: Any) -> str | None:
+    """
+    The id of the innermost mapped task group ``task`` is in, or ``None``.
+
+    :param task: an operator or a mapped operator, in its DAG.
+    """
+    group = task.get_closest_mapped_task_group()
+    return None if group is None else str(group.group_id)
 
 
 def _start_trigger_args(
@@ -299,7 +352,7 @@ class _SensorPartial(OperatorPartial):
     ) -> StartTriggerArgs | None:
         if not _TRIGGERER_RENDERS_TEMPLATES or set(mapped_kwargs) != {"video_task_id"}:
             return None
-        template = _template_the_triggerer_renders(mapped_kwargs["video_task_id"], mapped=True)
+        template = _template_the_triggerer_renders(mapped_kwargs["video_task_id"], mapped, mapped=True)
         defaults = {**(mapped.dag.default_args if mapped.dag else {})}
         if mapped.task_group is not None:
             defaults.update(getattr(mapped.task_group, "default_args", None) or {})

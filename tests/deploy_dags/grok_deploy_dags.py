@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, TaskGroup, task, task_group
 
 from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
 from airflow_grok_video.sensors.grok_video import GrokVideoSensor
@@ -42,3 +42,35 @@ with DAG("grok_deploy_single", schedule=None, start_date=START):
         return video_url
 
     use(_wait.output)
+
+
+# Every way a deferrable sensor starts in the triggerer (Airflow 3.3+), in one run: each wait reads
+# its own video (tests/test_deployment.py).
+START_PATTERN_VIDEOS = 3
+
+with DAG("grok_deploy_start_patterns", schedule=None, start_date=START, max_active_tasks=32):
+    _one = GrokCreateVideoOperator(task_id="create", prompt="a quick start fox", image_url=IMAGE)
+    # Not mapped, at the top and in a (not mapped) task group.
+    GrokVideoSensor(task_id="wait", video_task_id=_one.output, poke_interval=1, deferrable=True)
+    with TaskGroup("nested"):
+        GrokVideoSensor(task_id="wait", video_task_id=_one.output, poke_interval=1, deferrable=True)
+
+    # Mapped over a mapped create's output.
+    _creates = GrokCreateVideoOperator.partial(task_id="creates", image_url=IMAGE).expand(
+        prompt=[f"a quick mapped fox {i}" for i in range(START_PATTERN_VIDEOS)]
+    )
+    GrokVideoSensor.partial(task_id="waits", poke_interval=1, deferrable=True).expand(
+        video_task_id=_creates.output
+    )
+
+    # A mapped task group: each index waits for its own create, also from a group nested in it,
+    # and for the one video made outside the group.
+    @task_group
+    def one_video(prompt: str) -> None:
+        create = GrokCreateVideoOperator(task_id="create", prompt=prompt, image_url=IMAGE)
+        GrokVideoSensor(task_id="wait", video_task_id=create.output, poke_interval=1, deferrable=True)
+        with TaskGroup("nested"):
+            GrokVideoSensor(task_id="wait", video_task_id=create.output, poke_interval=1, deferrable=True)
+        GrokVideoSensor(task_id="wait_outside", video_task_id=_one.output, poke_interval=1, deferrable=True)
+
+    one_video.expand(prompt=[f"a quick grouped fox {i}" for i in range(START_PATTERN_VIDEOS)])
