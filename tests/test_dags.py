@@ -228,6 +228,46 @@ def test_a_video_done_before_the_sensor_starts_is_handed_on_without_deferring(
     assert "Deferring" not in out + err
 
 
+def first_look(emulator: GrokVideoEmulator, **sensor_kwargs: Any) -> None:
+    """Buy a video that is still generating, and run a deferrable sensor's first look at it."""
+    emulator.add_rule(Rule(prompt_contains="slow", generation_seconds=600))
+    task_id = GrokVideoHook().create_video(prompt="a slow fox", image_url="https://example.com/f.png")[
+        "task_id"
+    ]
+    sensor = GrokVideoSensor(task_id="wait", video_task_id=task_id, deferrable=True, **sensor_kwargs)
+    sensor.execute({})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("soft_fail", [False, True], ids=["fail", "soft_fail"])
+def test_the_first_look_ends_a_wait_whose_timeout_has_passed(
+    emulator: GrokVideoEmulator, soft_fail: bool
+) -> None:
+    from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException
+
+    expected = AirflowSkipException if soft_fail else AirflowSensorTimeout
+    with pytest.raises(expected, match="did not finish in time"):  # not deferred: the poll step said so
+        first_look(emulator, timeout=0, soft_fail=soft_fail)
+    assert emulator.count("GET") == 1
+
+
+def test_the_first_look_follows_the_poll_step(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_grok_video.polling import PollStep, VideoWait
+
+    real_step = VideoWait.step
+
+    def step(wait: VideoWait, task: Any, now: float) -> PollStep:
+        # The one poll step (not the sensor) decides that this answer ends the video.
+        answer = real_step(wait, task, now)
+        return PollStep("failed", task, answer.message) if answer.status == "waiting" else answer
+
+    monkeypatch.setattr(VideoWait, "step", step)
+    with pytest.raises(GrokVideoGenerationFailed, match="the API gave no error_message"):
+        first_look(emulator)
+    assert emulator.count("GET") == 1
+
+
 def test_which_deferred_sensors_start_in_the_triggerer() -> None:
     import airflow
     import pendulum
