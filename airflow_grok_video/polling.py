@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
-from airflow_grok_video.video_task import SUCCESS_STATUSES, VideoTask
+from airflow_grok_video.video_task import VideoTask
 
 #: How far towards the first estimate of the end the second query goes: far enough to measure
 #: the rate over a long stretch, early enough that a first estimate off by 2x still lands before the end.
@@ -122,7 +122,7 @@ class PollSchedule:
         if not self.adaptive:
             return self.floor
         assert self.ceiling is not None
-        if task.status in SUCCESS_STATUSES:
+        if task.says_done:
             return self.floor  # done but no URL yet: it should follow at once
         end, spread = self._estimate_end(task, now)
         if end is None:
@@ -207,8 +207,9 @@ class PollStep:
     """
     What one answer means for a wait.
 
-    :param status: ``success`` (the video has its URL), ``failed`` (the API gave up on it),
-        ``timeout`` (the deadline has passed) or ``waiting`` (query again after ``delay``).
+    :param status: ``success`` (the video has its URL), ``failed`` (the task ended without a
+        video: ``failed``, or an undocumented status that says so, e.g. ``cancelled``), ``timeout``
+        (the deadline has passed) or ``waiting`` (query again after ``delay``).
     :param task: the answer.
     :param message: the line to log or raise, e.g.
         ``Grok video task v1: processing 45%; next query in 37.0s``.
@@ -252,14 +253,25 @@ class VideoWait:
         """
         Read one answer: done, failed, timed out, or how long to wait before the next query.
 
+        What the status means is the model's (:attr:`VideoTask.succeeded`, :attr:`VideoTask.failed`),
+        statuses the API does not document included: one that says the task ended (``cancelled``,
+        ``expired``...) fails the wait at once, naming it; one that says it is done (``succeeded``)
+        hands the video on once there is a ``result.video_url``; any other is waited on, logged in
+        the message, until the deadline.
+
         :param task: the answer to the query just made.
         :param now: Unix time of the answer.
         """
         name = f"Grok video task {self.video_task_id}"
+        undocumented = f"status {task.status!r}, which the API does not document"
         if task.succeeded:
-            return PollStep("success", task, f"{name} completed")
+            return PollStep(
+                "success", task, f"{name} completed" + ("" if task.known_status else f" ({undocumented})")
+            )
         if task.failed:
-            return PollStep("failed", task, f"{name} failed")
+            return PollStep(
+                "failed", task, f"{name} failed" + ("" if task.known_status else f": {undocumented}")
+            )
         if now >= self.deadline:
             return PollStep("timeout", task, f"{name} did not finish in time (last seen: {task.describe()})")
         delay = min(self.schedule.next_delay(task, now), self.deadline - now)

@@ -55,3 +55,33 @@ with DAG("grok_test_taskflow", schedule=None, start_date=START):
         return len(url)
 
     length(_wait.output)
+
+# Statuses the API does not document (tests/test_statuses.py): a status that ends the wait fails it at
+# once, without the retries these DAGs allow, or skips it; a wait that goes on ends by the 30 s timeout.
+for _mode, _sensor_kwargs in (
+    ("poke", {"deferrable": False}),
+    ("reschedule", {"deferrable": False, "mode": "reschedule"}),
+    ("deferrable", {"deferrable": True}),
+):
+    video_dag(f"grok_test_status_{_mode}", **_sensor_kwargs, retries=2, timeout=30, max_poll_interval=None)
+    video_dag(
+        f"grok_test_status_{_mode}_soft_fail",
+        **_sensor_kwargs,
+        timeout=30,
+        soft_fail=True,
+        max_poll_interval=None,
+    )
+for _mode, _deferrable in (("worker", False), ("deferred", True)):
+    with DAG(f"grok_test_status_create_{_mode}", schedule=None, start_date=START, params={"prompt": "a fox"}):
+        GrokCreateVideoOperator(
+            task_id="create",
+            prompt="{{ params.prompt }}",
+            image_url="https://example.com/fox.png",
+            wait_for_completion=True,
+            deferrable=_deferrable,
+            poll_interval=0.2,
+            max_poll_interval=None,
+            timeout=30,
+            retries=2,
+            retry_delay=pendulum.duration(0),
+        )
