@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed-$(AIRFLOW_MINOR)
 comma := ,
 EXTRAS := test,docs$(if $(filter $(NEWEST),$(AIRFLOW_MINOR)),$(comma)scale)
 
-.PHONY: install demo test lint docs bench pytest test-older test-scale clean
+.PHONY: install demo test lint docs bench pytest test-older test-scale clean dist
 
 install: $(STAMP)
 
@@ -61,6 +61,15 @@ lint: install
 	$(BIN)/mypy
 
 test: lint docs pytest test-older
+
+# The wheel and sdist to install from (`pip install dist/airflow_provider_grok_video-*.whl`, with
+# apache-airflow pinned: docs/install.md), built in isolation by uv and checked by twine (its README
+# rendering and metadata). twine is fetched into uv's cache; 6.1 is the first that reads this metadata.
+DIST ?= dist
+dist: install
+	rm -f $(DIST)/airflow_provider_grok_video-*
+	$(BIN)/uv build --quiet --out-dir $(DIST) .
+	$(BIN)/uv tool run --quiet --from "twine>=6.1" twine check --strict $(DIST)/airflow_provider_grok_video-*
 
 # The documentation site, built strictly (tests/test_docs.py also checks that every include expanded).
 docs: install

@@ -25,11 +25,12 @@ from airflow_grok_video.hooks._envelope import QUERY_PATH
 
 #: The key of :class:`GrokVideoGenerationRunFacet` in an event's ``run.facets``.
 FACET_NAME = "grokVideoGeneration"
-#: Where the facet's JSON schema is published (the file ``docs/openlineage/`` of the repository).
-SCHEMA_URL = (
-    "https://raw.githubusercontent.com/jimmyai-community/airflow-provider-grok-video/main/"
-    "docs/openlineage/GrokVideoGenerationRunFacet.json"
-)
+#: The ``$id`` of the facet's JSON schema, which ships in the package as :data:`SCHEMA_RESOURCE`: an
+#: identifier (a URN), not a location, since the package has no public home to serve it from. The
+#: facet's ``_schemaURL`` is this with the JSON pointer of the facet's definition.
+SCHEMA_URL = "urn:airflow-provider-grok-video:schemas:GrokVideoGenerationRunFacet:1"
+#: The schema's file inside the package, for ``importlib.resources.files("airflow_grok_video")``.
+SCHEMA_RESOURCE = "schemas/GrokVideoGenerationRunFacet.json"
 
 
 @define(init=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import inspect
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,9 @@ def test_the_site_builds_strictly_with_every_example_included(tmp_path: Path) ->
         "keeping-videos/index.html": ["grok_video_keep", "grok_video_on_kept"],
         "review/index.html": ["grok_video_review"],
     }
+    schema = (REPO / "airflow_grok_video" / "schemas" / "GrokVideoGenerationRunFacet.json").read_text()
+    assert '"$id": "urn:airflow-provider-grok-video:' in pages["lineage/index.html"]
+    assert json.loads(schema)["$id"] in pages["lineage/index.html"], "the lineage page shows the schema"
     for page, dag_ids in included.items():
         text = pages[page]
         for dag_id in dag_ids:

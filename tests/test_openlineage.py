@@ -15,6 +15,7 @@ import sys
 import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +23,22 @@ import pytest
 
 from airflow_grok_video.emulator import GrokVideoEmulator, Rule
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
-from airflow_grok_video.lineage import GrokVideoGenerationRunFacet, url_dataset, video_task_dataset
+from airflow_grok_video.lineage import (
+    SCHEMA_RESOURCE,
+    GrokVideoGenerationRunFacet,
+    url_dataset,
+    video_task_dataset,
+)
 from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
-from tests.conftest import REPO, conn_json
+from tests.conftest import conn_json
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
 KEY = "sk_OLKEY_3b9e61d0c4a7"
 SIGNATURE = "Signature=OLSIG_5e2a90"
 FACET = "grokVideoGeneration"
-SCHEMA = json.loads((REPO / "docs" / "openlineage" / "GrokVideoGenerationRunFacet.json").read_text())
+# The schema as the package ships it (the one copy; docs/lineage.md shows it).
+SCHEMA = json.loads(files("airflow_grok_video").joinpath(SCHEMA_RESOURCE).read_text())
 # What the example DAGs ask for.
 KEEP_PROMPT = "Waves rolling onto a black sand beach at sunset"
 EXAMPLE_PROMPT = "A red fox runs through fresh snow at dawn, cinematic"
