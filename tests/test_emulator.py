@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import inspect
 import json
@@ -497,6 +498,25 @@ def test_video_download(emu: GrokVideoEmulator) -> None:
         (f"/videos/{task_id}.mp4", 200),
         (f"/videos/{task_id}.mp4", 200),
     ]
+
+
+def test_each_video_task_has_bytes_of_its_own(instant: GrokVideoEmulator) -> None:
+    first, second = create(instant), create(instant)
+    one = call(instant, "GET", f"/videos/{first}.mp4")[2]
+    other = call(instant, "GET", f"/videos/{second}.mp4")[2]
+    assert len(one) == len(other) == instant.video_bytes and one != other
+    assert one[28:32] == b"free" and first.encode() in one[:100]  # a box after ftyp names the task
+    assert call(instant, "GET", f"/videos/{first}.mp4")[2] == one
+    instant.inject(Fault("reset", path_prefix=VIDEOS))
+    sock = socket.create_connection((instant.host, instant.port), timeout=5)
+    with sock:
+        sock.sendall(f"GET /videos/{first}.mp4 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        received = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                received += chunk
+    body = received.partition(b"\r\n\r\n")[2]
+    assert body and one.startswith(body)  # a cut download is the start of the same video
 
 
 def test_large_video_is_streamed() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -25,7 +26,8 @@ from airflow.sdk import ObjectStoragePath
 from airflow_grok_video.emulator import Fault, GrokVideoEmulator
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
 from airflow_grok_video.transfers.grok_video_to_storage import GrokVideoToStorageOperator
-from tests.conftest import conn_json
+from tests._net import ForwardProxy, Gateway, make_pki
+from tests.conftest import API_KEY, conn_json
 from tests.test_dags import run_dag, states, xcom
 
 VIDEOS = "/videos/"
@@ -74,10 +76,11 @@ class _TinyServer(ThreadingHTTPServer):
     headers: dict[str, str]
     seen: list[dict[str, str]]
     release: threading.Event
+    stall: bool
 
 
 class _TinyHandler(BaseHTTPRequestHandler):
-    """Answers every GET with the server's headers and body; no body at all means: stall."""
+    """Answers every GET with the server's headers and body; no body at all (or ``stall``) means: stall."""
 
     protocol_version = "HTTP/1.1"
     server: _TinyServer
@@ -88,10 +91,11 @@ class _TinyHandler(BaseHTTPRequestHandler):
         for name, value in self.server.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        if self.server.body is None:
-            self.server.release.wait(30)
-        else:
+        if self.server.body is not None:
             self.wfile.write(self.server.body)
+            self.wfile.flush()
+        if self.server.body is None or self.server.stall:
+            self.server.release.wait(30)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -102,10 +106,13 @@ def tiny_server() -> Iterator[Callable[..., tuple[str, list[dict[str, str]]]]]:
     """A real HTTP server on 127.0.0.1 answering what the test says, whatever the request asks."""
     servers: list[_TinyServer] = []
 
-    def serve(body: bytes | None, headers: dict[str, str]) -> tuple[str, list[dict[str, str]]]:
-        """Serve ``body`` with ``headers``; the URL, and the headers of each request received."""
+    def serve(
+        body: bytes | None, headers: dict[str, str], *, stall: bool = False
+    ) -> tuple[str, list[dict[str, str]]]:
+        """Serve ``body`` with ``headers`` (then stall with ``stall``); the URL, each request's headers."""
         server = _TinyServer(("127.0.0.1", 0), _TinyHandler)
         server.body, server.headers, server.seen, server.release = body, headers, [], threading.Event()
+        server.stall = stall
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}/videos/v.mp4", server.seen
@@ -180,17 +187,76 @@ def test_rerun_to_a_dest_holding_the_video_succeeds_without_copying(
     assert "already holds the video" in out + err
 
 
-def test_rerun_reads_only_the_headers(
+def test_a_different_video_of_the_same_size_at_dest_fails_naming_overwrite(
+    fast_emulator: GrokVideoEmulator, tmp_path: Path
+) -> None:
+    first, second = finished_video(fast_emulator), finished_video(fast_emulator)
+    dest = f"file://{tmp_path}/v.mp4"
+    keep(first, dest)
+    kept = (tmp_path / "v.mp4").read_bytes()
+    assert len(requests.get(second, timeout=10).content) == len(kept)  # the same size, other bytes
+    with pytest.raises(AirflowFailException, match=r"already exists and is not this video.*overwrite=True"):
+        keep(second, dest)
+    assert (tmp_path / "v.mp4").read_bytes() == kept
+    assert leftovers(tmp_path) == ["v.mp4"]
+    keep(second, dest, overwrite=True)
+    assert (tmp_path / "v.mp4").read_bytes() == requests.get(second, timeout=10).content
+
+
+def test_a_rerun_with_another_size_reads_only_the_headers(
     tiny_server: Callable[..., tuple[str, list[dict[str, str]]]], tmp_path: Path
 ) -> None:
     # The server sends the headers of a 5,000,000-byte video, then nothing: reading the body would
-    # time out; comparing sizes needs the headers only.
+    # time out; sizes that differ need the headers only.
     url, _ = tiny_server(None, {"Content-Length": "5000000", "Content-Type": "video/mp4"})
-    (tmp_path / "v.mp4").write_bytes(b"x" * 5_000_000)
+    (tmp_path / "v.mp4").write_bytes(b"x" * 4_000_000)
     started = time.monotonic()
-    assert keep(url, f"file://{tmp_path}/v.mp4", timeout=5, download_attempts=1) == f"file://{tmp_path}/v.mp4"
+    with pytest.raises(AirflowFailException, match=r"4000000 bytes; the video has 5000000"):
+        keep(url, f"file://{tmp_path}/v.mp4", timeout=5, download_attempts=1)
     assert time.monotonic() - started < 4
     assert leftovers(tmp_path) == ["v.mp4"]
+
+
+def test_a_rerun_stops_reading_at_the_first_difference(
+    tiny_server: Callable[..., tuple[str, list[dict[str, str]]]], tmp_path: Path
+) -> None:
+    # 5,000,000 bytes announced, 1,000 sent (the 501st differs from the object's), then a stall.
+    (tmp_path / "v.mp4").write_bytes(b"x" * 5_000_000)
+    headers = {"Content-Length": "5000000", "Content-Type": "video/mp4"}
+    url, _ = tiny_server(b"x" * 500 + b"y" * 500, headers, stall=True)
+    started = time.monotonic()
+    with pytest.raises(AirflowFailException, match=r"its bytes differ from byte 500\b.*overwrite=True"):
+        keep(url, f"file://{tmp_path}/v.mp4", timeout=5, download_attempts=1, chunk_size=1000)
+    assert time.monotonic() - started < 4
+    assert (tmp_path / "v.mp4").read_bytes() == b"x" * 5_000_000
+
+
+def test_a_rerun_compares_a_gzip_encoded_video_once_decoded(
+    tiny_server: Callable[..., tuple[str, list[dict[str, str]]]], tmp_path: Path
+) -> None:
+    video = os.urandom(100_000) + bytes(400_000)
+    encoded = gzip.compress(video)
+    headers = {"Content-Encoding": "gzip", "Content-Length": str(len(encoded)), "Content-Type": "video/mp4"}
+    url, seen = tiny_server(encoded, headers)
+    (tmp_path / "v.mp4").write_bytes(video)
+    assert keep(url, f"file://{tmp_path}/v.mp4", download_attempts=1) == f"file://{tmp_path}/v.mp4"
+    (tmp_path / "v.mp4").write_bytes(video[:-1] + b"!")
+    with pytest.raises(AirflowFailException, match=r"its bytes differ from byte 499,999"):
+        keep(url, f"file://{tmp_path}/v.mp4", download_attempts=1)
+    assert len(seen) == 2
+
+
+@pytest.mark.parametrize("cut", [True, False])
+def test_a_body_only_the_closing_connection_ends_is_not_stored(
+    tiny_server: Callable[..., tuple[str, list[dict[str, str]]]], tmp_path: Path, cut: bool
+) -> None:
+    # No Content-Length and no chunked encoding: a cut body ends just as a whole one does.
+    video = os.urandom(200_000)
+    url, seen = tiny_server(video[: len(video) // 2] if cut else video, {"Connection": "close"})
+    with pytest.raises(AirflowFailException, match="neither a Content-Length nor a chunked body"):
+        keep(url, f"file://{tmp_path}/v.mp4", download_attempts=3)
+    assert len(seen) == 1  # not retried: the server would frame it the same way
+    assert leftovers(tmp_path) == []
 
 
 def test_rerun_after_the_link_expired_says_how_to_go_on(
@@ -326,9 +392,10 @@ def test_keep_example_dag(
 
 
 @pytest.mark.usefixtures("airflow_db")
-def test_keep_example_dag_run_again_keeps_the_stored_video(
+def test_keep_example_dag_run_again_with_a_new_video_keeps_the_first(
     emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """The run again buys another video of the same size: the kept one stays, and says it is not this one."""
     import pendulum
 
     from tests.test_dags import dag_bag
@@ -338,14 +405,16 @@ def test_keep_example_dag_run_again_keeps_the_stored_video(
     dag = dag_bag().dags["grok_video_keep"]
     first = dag.test(run_after=logical_date, logical_date=logical_date)
     [stored] = list(tmp_path.iterdir())
-    before = stored.stat()
+    before, kept = stored.stat(), stored.read_bytes()
     again = dag.test(run_after=logical_date, logical_date=logical_date)  # same run id, so same dest
     assert again.run_id == first.run_id
-    assert states(again) == {"make_video": "success", "keep_video": "success", "announce": "success"}
-    assert xcom(again, "announce") == f"file://{stored}"
+    assert emulator.accepted_creates == 2  # a second video, of the same size as the first
+    assert states(again) == {"make_video": "success", "keep_video": "failed", "announce": "upstream_failed"}
     after = stored.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
-    assert list(tmp_path.iterdir()) == [stored]
+    assert stored.read_bytes() == kept and list(tmp_path.iterdir()) == [stored]
+    [extra] = asset_events(f"file://{stored}")  # no event describes the second video as kept
+    assert extra["video_task_id"] == next(iter(emulator.tasks))
 
 
 def asset_events(uri: str) -> list[dict[str, Any]]:
@@ -396,3 +465,53 @@ def test_a_fixed_dest_is_declared_as_an_outlet_asset(emulator: GrokVideoEmulator
     assert operator.outlets == [Asset(dest)]
     templated = GrokVideoToStorageOperator(task_id="keep", video_url="v", dest="file:///v/{{ run_id }}.mp4")
     assert [type(o).__name__ for o in templated.outlets] == ["AssetAlias"]
+
+
+# -- the connection's proxy and CA bundle -------------------------------------------------------------
+
+
+def set_grok_connection(monkeypatch: pytest.MonkeyPatch, base_url: str, extra: dict[str, Any]) -> None:
+    fields = {"conn_type": "grok_video", "host": base_url, "password": API_KEY, "extra": json.dumps(extra)}
+    monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", json.dumps(fields))
+
+
+def test_the_download_goes_through_the_connections_proxy(
+    fast_emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    url = finished_video(fast_emulator)
+    cdn_url = url.replace(fast_emulator.base_url, "http://cdn.grok-video.test") + f"?sig={SECRET}"
+    with ForwardProxy(routes={"cdn.grok-video.test:80": ("127.0.0.1", fast_emulator.port)}) as proxy:
+        set_grok_connection(monkeypatch, fast_emulator.base_url, {"proxies": {"http": proxy.url}})
+        keep(cdn_url, f"file://{tmp_path}/v.mp4")
+    assert (tmp_path / "v.mp4").read_bytes() == requests.get(url, timeout=10).content
+    assert [(s.method, s.target) for s in proxy.seen] == [("GET", cdn_url)]
+    assert "authorization" not in proxy.seen[0].headers  # the API's key never goes to another host
+
+
+def test_the_download_verifies_with_the_connections_ca_bundle(
+    fast_emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    url = finished_video(fast_emulator)
+    (tmp_path / "pki").mkdir()
+    pki = make_pki(tmp_path / "pki")
+    with Gateway(fast_emulator.base_url, ssl_context=pki.server_context()) as cdn:
+        tls_url = url.replace(fast_emulator.base_url, cdn.base_url)
+        set_grok_connection(monkeypatch, fast_emulator.base_url, {"verify": str(pki.ca)})
+        keep(tls_url, f"file://{tmp_path}/v.mp4")
+        set_grok_connection(monkeypatch, fast_emulator.base_url, {})  # the default bundle: refused
+        with pytest.raises(AirflowException, match=r"failed \(SSLError\)"):
+            keep(tls_url, f"file://{tmp_path}/w.mp4", download_attempts=1)
+    assert (tmp_path / "v.mp4").read_bytes() == requests.get(url, timeout=10).content
+    assert [s.headers.get("authorization") for s in cdn.seen] == [None]  # the refused one never got in
+
+
+def test_an_unusable_proxy_setting_fails_before_any_download(
+    fast_emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    url = finished_video(fast_emulator)
+    before = fast_emulator.count("GET", VIDEOS)
+    set_grok_connection(monkeypatch, fast_emulator.base_url, {"proxies": {"http": "socks5://127.0.0.1:1"}})
+    with pytest.raises(AirflowFailException, match=r"only http:// proxies are supported"):
+        keep(url, f"file://{tmp_path}/v.mp4")
+    assert fast_emulator.count("GET", VIDEOS) == before
+    assert leftovers(tmp_path) == []

@@ -446,23 +446,25 @@ class GrokVideoEmulator:
         task = self._tasks.get(request.match_info["task_id"])
         ready = task is not None and task.ready(time.time())
         if fault is not None and fault.kind != "slow":
-            prefix = video_prefix(self.video_bytes) if ready else RESET_PREFIX
+            prefix = RESET_PREFIX
+            if task is not None and ready:
+                prefix = video_prefix(self.video_bytes, task.task_id)
             return self._serve_fault(request, fault, None, True, prefix)
         self._record(request, None, 200 if ready else 404, True)
         if fault is not None:
             await asyncio.sleep(fault.delay)
         if not ready:
             return web.Response(status=404, text="not found")
-        return await self._stream_video(request, self.video_bytes)
+        return await self._stream_video(request, self.video_bytes, request.match_info["task_id"])
 
-    async def _stream_video(self, request: web.Request, size: int) -> web.StreamResponse:
+    async def _stream_video(self, request: web.Request, size: int, task_id: str) -> web.StreamResponse:
         response = web.StreamResponse(status=200, headers={"Content-Type": "video/mp4"})
         response.content_length = size
         await response.prepare(request)
         if request.method == "HEAD":
             return response
         try:
-            for chunk in video_chunks(size):
+            for chunk in video_chunks(size, task_id):
                 await response.write(chunk)
         except ConnectionError:
             pass  # the client went away; aiohttp then drops the connection quietly

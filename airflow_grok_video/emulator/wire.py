@@ -82,24 +82,30 @@ def abort(request: web.Request, prefix: bytes) -> None:
     transport.abort()
 
 
-def video_prefix(size: int) -> bytes:
+def video_prefix(size: int, task_id: str = "") -> bytes:
     """
     A download's head and the first part of its body: what a reset lets through.
 
     :param size: the whole video's size.
+    :param task_id: the video task whose bytes these are (see :func:`video_chunks`).
     """
     head = f"HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: {size}\r\n\r\n".encode()
-    body = b"".join(itertools.islice(video_chunks(size), 2))
+    body = b"".join(itertools.islice(video_chunks(size, task_id), 2))
     return head + body[: min(size // 2, _RESET_VIDEO_BYTES)]
 
 
-def video_chunks(size: int) -> Iterator[bytes]:
+def video_chunks(size: int, task_id: str = "") -> Iterator[bytes]:
     """
     Deterministic bytes of an MP4-looking file, in chunks (never the whole file in memory).
 
+    Two video tasks' videos of one size differ: a ``free`` box naming the task follows the
+    ``ftyp`` box (the same task always gets the same bytes).
+
     :param size: the video's size.
+    :param task_id: the video task the bytes are for (``""``: the bytes name no task).
     """
-    head = _FTYP[:size]
+    name = task_id.encode()
+    head = (_FTYP + struct.pack(">I", 8 + len(name)) + b"free" + name)[:size]
     yield head
     remaining = size - len(head)
     while remaining > 0:

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import (
     AirflowFailException,
+    AirflowNotFoundException,
     BaseOperator,
     mask_secret,
 )
@@ -47,16 +48,22 @@ class GrokVideoToStorageOperator(BaseOperator):
 
     The API's ``video_url`` lives 3 days; this keeps the video. The download is streamed in
     chunks (constant memory whatever the size) to a temporary name beside ``dest``, and appears
-    at ``dest`` only once complete and, when the server sent a ``Content-Length``, of exactly that
-    size; an interrupted download leaves nothing at ``dest``. Transient failures (network errors,
+    at ``dest`` only once complete: of exactly its ``Content-Length``, or ended by chunked
+    encoding's last chunk (a body that only the closing of the connection ends, which a cut
+    could not be told from, is refused without retries); an interrupted download leaves nothing
+    at ``dest``. The download goes through the proxy and CA bundle of the ``grok_conn_id``
+    connection (its ``proxies``, ``verify`` and ``trust_env`` extras, as the API's calls do; the
+    environment's when that connection does not exist), never with its key, headers or client
+    certificate. Transient failures (network errors,
     timeouts, HTTP 408/429/5xx, a short body) restart the download, with backoff. HTTP
     403/404/410 means the link has probably expired: the task fails without retries, as it does
     when ``video_url`` is missing (e.g. ``"None"``, a missing XCom) or not an http(s) URL.
 
-    When ``dest`` already exists (a cleared or re-run task) and ``overwrite`` is false, only the
-    download's headers are read: if the object at ``dest`` has the video's size (its
-    ``Content-Length``), it already is the video and the task succeeds without copying it again;
-    otherwise the task fails, naming ``overwrite=True``.
+    When ``dest`` already exists (a cleared or re-run task) and ``overwrite`` is false, the object
+    at ``dest`` is compared with the video byte for byte, as the video streams in (nothing is
+    written): if they are the same, the task succeeds without copying it again; at the first
+    difference (or a ``Content-Length`` other than its size, read from the headers alone) the task
+    fails, naming ``overwrite=True``.
 
     The URL's query string, which may carry a signature, is never logged nor put in an error: it
     is also handed to Airflow's secrets masker.
@@ -87,7 +94,8 @@ class GrokVideoToStorageOperator(BaseOperator):
     :param purchase: what the create operator bought, its ``purchase`` XCom (templated), usually
         ``create.output["purchase"]``: its fields go into the asset event's ``extra``.
     :param asset_alias: the asset alias a templated ``dest`` is emitted through.
-    :param grok_conn_id: the connection the video's ``completed_at`` is read through, with ``purchase``.
+    :param grok_conn_id: the connection whose proxy and CA bundle the download goes through, and,
+        with ``purchase``, the one the video's ``completed_at`` is read through.
     """
 
     template_fields: Sequence[str] = ("video_url", "dest", "purchase")
@@ -138,11 +146,13 @@ class GrokVideoToStorageOperator(BaseOperator):
         url = _checked_video_url(self.video_url)
         _mask_query(url)
         self._source = url
+        session = self._download_session(url)
         about = self._about = self._about_the_video()
         dest = ObjectStoragePath(self.dest, conn_id=self.dest_conn_id)
         existing = not self.overwrite and dest.exists()
         started = time.monotonic()
-        size = self._download_with_retries(url, dest, existing=existing)
+        with session:
+            size = self._download_with_retries(session, url, dest, existing=existing)
         if size is not None:
             seconds = max(time.monotonic() - started, 1e-9)
             self.log.info(
@@ -216,40 +226,76 @@ class GrokVideoToStorageOperator(BaseOperator):
                 about["source_url_expires_at"] = expires.isoformat()
         return about
 
-    def _download_with_retries(self, url: str, dest: ObjectStoragePath, *, existing: bool) -> int | None:
+    def _download_session(self, url: str) -> requests.Session:
+        """
+        A ``requests`` session with the proxy and CA bundle of ``grok_conn_id`` for ``url``.
+
+        Only the connection's extras are read (its key is not): the same reading as the API's calls,
+        in :func:`~airflow_grok_video.hooks._settings.resolve_download_settings`. The session reads
+        nothing from the environment itself. A setting that cannot be used fails without retries.
+
+        :param url: the video's URL.
+        """
+        import requests
+
+        from airflow_grok_video.hooks._settings import resolve_download_settings
+        from airflow_grok_video.hooks.grok_video import GrokVideoHook
+
+        try:
+            extras = GrokVideoHook.get_connection(self.grok_conn_id).extra_dejson
+        except AirflowNotFoundException:
+            self.log.info(
+                "Connection %r not found: the download uses the environment's proxy and CA bundle",
+                self.grok_conn_id,
+            )
+            extras = {}
+        try:
+            settings = resolve_download_settings(self.grok_conn_id, extras, url)
+        except GrokVideoAPIError as error:
+            raise AirflowFailException(f"download of {url_for_logs(url)}: {error}") from None
+        session = requests.Session()
+        session.trust_env = False
+        if settings.proxy is not None:
+            session.proxies = {"http": settings.proxy, "https": settings.proxy}
+        session.verify = settings.verify
+        return session
+
+    def _download_with_retries(
+        self, session: requests.Session, url: str, dest: ObjectStoragePath, *, existing: bool
+    ) -> int | None:
         policy = RetryPolicy(max_attempts=self.download_attempts)
         for attempt in policy.attempts(creates=False, log=self.log):
             time.sleep(attempt.wait)
             try:
-                return self._download(url, dest, existing=existing)
+                return self._download(session, url, dest, existing=existing)
             except GrokVideoAPIError as error:
                 attempt.failed(error)
         raise AssertionError("unreachable: attempts() ends by raising")
 
-    def _download(self, url: str, dest: ObjectStoragePath, *, existing: bool) -> int | None:
+    def _download(
+        self, session: requests.Session, url: str, dest: ObjectStoragePath, *, existing: bool
+    ) -> int | None:
         """
         One download attempt: the bytes stored, or ``None`` when ``dest`` already held the video.
 
+        :param session: the session with the connection's proxy and CA bundle.
         :param url: the video's URL.
         :param dest: where to store it.
-        :param existing: whether ``dest`` exists and must be kept: then only the headers are read.
+        :param existing: whether ``dest`` exists and must be kept: then it is compared, not written.
         """
         import requests
 
         partial = dest.parent / f".{dest.name}.part-{uuid.uuid4().hex}"
         try:
-            with requests.get(url, stream=True, timeout=self.timeout, headers=_HEADERS) as response:
+            with session.get(url, stream=True, timeout=self.timeout, headers=_HEADERS) as response:
                 self._check(response, url, dest if existing else None)
+                _check_framing(response, url)
                 if existing:
                     self._confirm_existing(response, url, dest)
-                    return None  # the body is never read: closing drops the connection
-                expected = _content_length(response)
+                    return None  # closing drops the connection if the body was not read to its end
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 size, received = self._write(response, partial)
-            if expected is not None and received != expected:
-                raise GrokVideoAPIError(
-                    f"download of {url_for_logs(url)}: got {received} of {expected} bytes", transient=True
-                )
+            _check_received(response, url, received)
             partial.rename(dest)
             return size
         except requests.RequestException as exc:
@@ -294,7 +340,10 @@ class GrokVideoToStorageOperator(BaseOperator):
 
     def _confirm_existing(self, response: requests.Response, url: str, dest: ObjectStoragePath) -> None:
         """
-        Return when ``dest`` already holds the video (same size), else fail naming ``overwrite=True``.
+        Return when ``dest`` holds the video byte for byte, else fail naming ``overwrite=True``.
+
+        A ``Content-Length`` other than the object's size fails from the headers alone; otherwise
+        the video is read and compared as it streams in, up to the first difference.
 
         :param response: the download's response, headers read and body unread.
         :param url: the video's URL.
@@ -302,22 +351,45 @@ class GrokVideoToStorageOperator(BaseOperator):
         """
         length = _plain_length(response)
         held = dest.stat().st_size
-        if length is None:
-            raise AirflowFailException(
-                f"{dest} already exists, and the server sent no plain Content-Length for {url_for_logs(url)} "
-                "to compare it with; set overwrite=True to replace it"
-            )
-        if held != length:
+        if length is not None and held != length:
             raise AirflowFailException(
                 f"{dest} already exists and is not this video ({held} bytes; the video has {length}); "
                 "set overwrite=True to replace it"
             )
+        differs_at = self._first_difference(response, dest)
+        if differs_at is not None:
+            raise AirflowFailException(
+                f"{dest} already exists and is not this video (its bytes differ from byte {differs_at:,}); "
+                "set overwrite=True to replace it"
+            )
+        _check_received(response, url, int(response.raw.tell()))
         self.log.info(
-            "%s already holds the video (%d bytes, the size of %s): not copying it again",
+            "%s already holds the video (%d bytes, the same as %s byte for byte): not copying it again",
             dest,
             held,
             url_for_logs(url),
         )
+
+    def _first_difference(self, response: requests.Response, dest: ObjectStoragePath) -> int | None:
+        """
+        Where the video's bytes first differ from the object's, or ``None`` when they are the same.
+
+        :param response: the download's response, headers read and body unread.
+        :param dest: the existing object.
+        """
+        offset = 0
+        with dest.open("rb") as held:
+            for chunk in response.iter_content(chunk_size=self.chunk_size):
+                theirs = _read_exactly(held, len(chunk))
+                if theirs != chunk:
+                    return offset + next(
+                        (i for i, (a, b) in enumerate(zip(theirs, chunk, strict=False)) if a != b),
+                        min(len(theirs), len(chunk)),
+                    )
+                offset += len(chunk)
+            if held.read(1):
+                return offset  # the object is longer than the video
+        return None
 
     def _write(self, response: requests.Response, partial: ObjectStoragePath) -> tuple[int, int]:
         """
@@ -372,6 +444,57 @@ def _mask_query(url: str) -> None:
     query = urlsplit(url).query
     if query:
         mask_secret(query)
+
+
+def _check_framing(response: requests.Response, url: str) -> None:
+    """
+    Fail without retries when the body's end cannot be known: no ``Content-Length``, no chunked encoding.
+
+    Such a body ends when the server closes the connection, and a connection cut short closes the
+    same way: a partial video would pass for a whole one.
+
+    :param response: the download's response, headers read.
+    :param url: the video's URL.
+    """
+    chunked = "chunked" in response.headers.get("Transfer-Encoding", "").lower()
+    if _content_length(response) is None and not chunked:
+        raise AirflowFailException(
+            f"download of {url_for_logs(url)}: the server sent neither a Content-Length nor a chunked "
+            "body, so a download cut short could not be told from the whole video; nothing was stored"
+        )
+
+
+def _check_received(response: requests.Response, url: str, received: int) -> None:
+    """
+    Fail retryably when fewer bytes arrived than the ``Content-Length`` announced.
+
+    :param response: the download's response, its body read.
+    :param url: the video's URL.
+    :param received: the bytes received as sent (encoded).
+    """
+    expected = _content_length(response)
+    if expected is not None and received != expected:
+        raise GrokVideoAPIError(
+            f"download of {url_for_logs(url)}: got {received} of {expected} bytes", transient=True
+        )
+
+
+def _read_exactly(stream: Any, size: int) -> bytes:
+    """
+    ``size`` bytes from ``stream``, fewer only at its end (a read may return less than asked).
+
+    :param stream: a binary file opened for reading.
+    :param size: how many bytes to read.
+    """
+    parts: list[bytes] = []
+    left = size
+    while left > 0:
+        part = stream.read(left)
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 def _content_length(response: requests.Response) -> int | None:
