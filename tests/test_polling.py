@@ -178,3 +178,41 @@ def test_a_wait_reads_the_end_before_the_deadline() -> None:
     assert VideoWait("v", PollSchedule(5.0), CREATED + 60).step(answer("completed", 100), CREATED).status == (
         "waiting"
     )
+
+
+def test_the_step_reads_statuses_the_api_does_not_document() -> None:
+    wait = VideoWait("video_1", PollSchedule(5.0, 120.0, started=CREATED), deadline=CREATED + 600)
+
+    def read(**data: object) -> VideoTask:
+        return VideoTask.from_data({"created_at": CREATED, **data}, video_task_id="video_1")
+
+    # Saying the task ended: the wait fails at once, naming the status (in the message and the error).
+    ended = wait.step(read(status="cancelled"), CREATED + 30)
+    assert ended.status == "failed"
+    assert (
+        ended.message == "Grok video task video_1 failed: status 'cancelled', which the API does not document"
+    )
+    assert ended.task.error_message is not None and "'cancelled'" in ended.task.error_message
+    url = {"video_url": "https://v/1.mp4"}
+    assert wait.step(read(status="expired", result=url), CREATED + 30).status == "failed"  # even with a URL
+    # Saying it is done: with a URL the video is handed on; without one, the URL should follow at once.
+    done = wait.step(read(status="succeeded", progress=100, result=url), CREATED + 30)
+    assert (done.status, done.task.video_url) == ("success", "https://v/1.mp4")
+    assert (
+        done.message
+        == "Grok video task video_1 completed (status 'succeeded', which the API does not document)"
+    )
+    no_url = wait.step(read(status="succeeded", progress=100), CREATED + 30)
+    assert (no_url.status, no_url.delay) == ("waiting", 5.0)  # the floor, as for "completed" without a URL
+    assert no_url.message == (
+        "Grok video task video_1: succeeded 100% (undocumented status; done, no result.video_url yet); "
+        "next query in 5.0s"
+    )
+    # Anything else is still running, logged as such; every wait that goes on ends at the deadline.
+    running = wait.step(read(status="rendering", progress=40), CREATED + 30)
+    assert (
+        running.status == "waiting"
+        and "rendering 40% (undocumented status; still waiting)" in running.message
+    )
+    for status in ("succeeded", "rendering"):
+        assert wait.step(read(status=status), CREATED + 600).status == "timeout"

@@ -145,7 +145,10 @@ def task_instance(run: Any, task_id: str) -> Any:
         ("failed", "failed"),
         # undocumented, saying the task ended without a video
         *[(s, "failed") for s in ("cancelled", "canceled", "expired", "error", "aborted", "rejected")],
-        *[(s, "failed") for s in ("Cancelled_By_User", "content-rejected", "timed_out", "TIMEOUT")],
+        *[
+            (s, "failed")
+            for s in ("Cancelled_By_User", "Content Rejected", "timed_out", "timed-out", "TIMEOUT")
+        ],
         ("completed_with_errors", "failed"),  # an ending word wins over a done one
         # undocumented, saying it is done
         *[(s, "done") for s in ("succeeded", "done", "finished", "ready", "Successful")],
