@@ -325,3 +325,85 @@ async def test_without_a_task_instance_a_success_resumes_the_task(
     assert type(event) is TriggerEvent
     assert event.payload["status"] == "success"
     assert comms.sent == []
+
+
+# -- what the triggerer logs, and its event loop -------------------------------------------------------
+
+
+async def test_the_triggerers_log_of_a_fallback_event_has_no_signed_query(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Airflow's own trigger runner logs each event it fires: the URL's signature must not be in it."""
+    import structlog
+    from airflow.jobs.triggerer_job_runner import TriggerRunner
+
+    from airflow_grok_video.triggers.grok_video import video_url_from_event
+
+    monkeypatch.setenv("AIRFLOW_DISABLE_GREENBACK_PORTAL", "true")
+    secret = "sig=SECRET_c0ffee&expires=1732400000"
+    emulator.add_rule(Rule(prompt_contains="signed", url_query=secret))
+    task_id = create("a signed fox")
+    runner = TriggerRunner()
+    runner.triggers = {1: {"name": "wait", "events": 0}}  # type: ignore[typeddict-item]
+    with structlog.testing.capture_logs() as logs:
+        await runner.run_trigger(1, trigger_for(task_id))
+    fired = [entry for entry in logs if entry["event"] == "Trigger fired event"]
+    assert len(fired) == 1
+    rendered = [structlog.dev.ConsoleRenderer(colors=False)(None, "info", dict(entry)) for entry in logs] + [
+        structlog.processors.JSONRenderer(default=repr)(None, "info", dict(entry)) for entry in logs
+    ]
+    assert f"/videos/{task_id}.mp4" in "\n".join(rendered)
+    assert "SECRET_c0ffee" not in "\n".join(rendered)
+    [entry] = runner.events
+    event = entry[1] if isinstance(entry, tuple) else entry.event
+    url = f"{emulator.base_url}/videos/{task_id}.mp4?{secret}"
+    assert video_url_from_event(dict(event.payload), timeout_error=TimeoutError) == url  # the worker's
+
+
+class _SlowXCom:
+    """Stands in for a custom XCom backend whose serialization blocks (an upload, say)."""
+
+    threads: list[int] = []
+
+    @classmethod
+    def serialize_value(cls, value: Any, **where: Any) -> str:
+        import json
+        import threading
+
+        cls.threads.append(threading.get_ident())
+        time.sleep(0.3)
+        return json.dumps({"stored": value, "key": where["key"]})
+
+
+@needs_async_xcom_push
+async def test_a_custom_xcom_backends_serialization_runs_off_the_event_loop(
+    emulator: GrokVideoEmulator, comms: RecordingComms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from airflow.sdk.bases.xcom import BaseXCom
+    from airflow.sdk.execution_time import xcom
+
+    backend = type("SlowXCom", (_SlowXCom, BaseXCom), {"threads": []})
+    monkeypatch.setattr(xcom, "XCom", backend)
+    task_id = create()
+    worst_lag = 0.0
+
+    async def ticker() -> None:
+        nonlocal worst_lag
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.01)
+            worst_lag = max(worst_lag, time.monotonic() - before - 0.01)
+
+    tick = asyncio.create_task(ticker())
+    [event] = [event async for event in as_triggerer_runs_it(ending_trigger(task_id)).run()]
+    tick.cancel()
+    assert type(event).__name__ == "TaskSuccessEvent"
+    url = f"{emulator.base_url}/videos/{task_id}.mp4"
+    assert {m.key: m.value for m in comms.sent} == {
+        key: f'{{"stored": "{task_id if source == "video_task_id" else url}", "key": "{key}"}}'
+        for key, source in SUCCESS_XCOMS.items()
+    }
+    assert len(backend.threads) == 4 and threading.get_ident() not in backend.threads
+    assert worst_lag < 0.2  # four 0.3 s serializations on the loop would hold it for 1.2 s

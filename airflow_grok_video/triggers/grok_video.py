@@ -25,6 +25,7 @@ from airflow_grok_video.hooks import _clients  # noqa: F401
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
 from airflow_grok_video.links.grok_video import SuccessValue, success_xcoms
 from airflow_grok_video.polling import DEFERRAL_GRACE, PollSchedule, VideoWait
+from airflow_grok_video.video_task import url_for_logs
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -103,7 +104,7 @@ class GrokVideoTrigger(BaseTrigger):
             self.log.info("%s: the task ends here, without going back to a worker", event["message"])
             yield TaskSuccessEvent()
         else:
-            yield TriggerEvent(event)
+            yield TriggerEvent(EventPayload(event))
 
     async def _pushed_success_xcoms(self, event: dict[str, Any]) -> bool:
         """
@@ -111,28 +112,24 @@ class GrokVideoTrigger(BaseTrigger):
 
         They go through the configured XCom backend and Airflow's execution API, as a worker's do
         (a ``TaskSuccessEvent``'s own ``xcoms`` are stored encoded twice by Airflow 3.1-3.3, and
-        a downstream task would read the URL with quotes around it). Without a task instance
-        (``dag.test()`` runs triggers inline) or an async XCom push (Airflow before 3.3), the task
-        resumes in a worker as before.
+        a downstream task would read the URL with quotes around it). The backend's serialization is
+        synchronous (a custom backend may upload the value), so it runs in a thread, never on the
+        triggerer's event loop; only the messages to Airflow are sent from the loop. Without a task
+        instance (``dag.test()`` runs triggers inline) or an async XCom push (``XCom.aset``,
+        Airflow before 3.3), the task resumes in a worker as before.
 
         :param event: the success event.
         """
         from airflow.sdk.execution_time.xcom import XCom
 
         ti = self.task_instance
-        push = getattr(XCom, "aset", None)
-        if not self.success_xcoms or ti is None or push is None:
+        if not self.success_xcoms or ti is None or getattr(XCom, "aset", None) is None:
             return False
+        where = {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id, "map_index": ti.map_index}
+        values = {key: event[value] for key, value in self.success_xcoms.items()}
         try:
-            for key, value in self.success_xcoms.items():
-                await push(
-                    key,
-                    event[value],
-                    dag_id=ti.dag_id,
-                    task_id=ti.task_id,
-                    run_id=ti.run_id,
-                    map_index=ti.map_index,
-                )
+            serialized = await asyncio.to_thread(_serialize_xcoms, XCom, values, where)
+            await _send_xcoms(serialized, where)
         except Exception as error:  # the worker pushes them again when it resumes
             self.log.warning("Could not push the XComs from the triggerer (%s); resuming in a worker", error)
             return False
@@ -177,6 +174,49 @@ class GrokVideoTrigger(BaseTrigger):
 
     def _event(self, status: str, message: str, **fields: Any) -> dict[str, Any]:
         return {"status": status, "message": message, "video_task_id": self.video_task_id, **fields}
+
+
+def _serialize_xcoms(backend: Any, values: dict[str, Any], where: dict[str, Any]) -> dict[str, Any]:
+    """
+    Each XCom value as the configured backend stores it (blocking: run it in a thread).
+
+    :param backend: the configured XCom class.
+    :param values: the values by XCom key.
+    :param where: the task instance's ``dag_id``, ``task_id``, ``run_id`` and ``map_index``.
+    """
+    return {key: backend.serialize_value(value=value, key=key, **where) for key, value in values.items()}
+
+
+async def _send_xcoms(serialized: dict[str, Any], where: dict[str, Any]) -> None:
+    """
+    Hand serialized XComs to Airflow, as ``XCom.aset`` does once it has serialized a value.
+
+    :param serialized: the backend's serialized values by XCom key.
+    :param where: the task instance's ``dag_id``, ``task_id``, ``run_id`` and ``map_index``.
+    """
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import SetXCom
+
+    for key, value in serialized.items():
+        await task_runner.SUPERVISOR_COMMS.asend(SetXCom(key=key, value=value, **where))
+
+
+class EventPayload(dict[str, Any]):
+    """
+    An event's payload, shown (``repr``, ``str``) with its ``video_url`` stripped of the query string.
+
+    The triggerer logs every event it fires ("Trigger fired event", with the event's ``repr``), and
+    a signed URL's query grants access to the video. The payload itself, which resumes the task in a
+    worker, keeps the whole URL; it is a plain ``dict`` once Airflow has stored it.
+    """
+
+    def __repr__(self) -> str:
+        shown = dict(self)
+        if isinstance(shown.get("video_url"), str):
+            shown["video_url"] = url_for_logs(shown["video_url"])
+        return repr(shown)
+
+    __str__ = __repr__
 
 
 _STATUSES = frozenset({"success", "failed", "timeout", "error"})
