@@ -10,8 +10,9 @@ Run it with ``python -m airflow_grok_video.emulator --port 8089``, or in-process
 
 It depends on aiohttp and the standard library only, and the provider never imports it.
 
-Its modules: ``server`` (:class:`GrokVideoEmulator`: lifecycle, routes, the request record, the
-control endpoints), ``tasks`` (:class:`Rule` and :class:`EmulatedVideo`, whose status follows the
+Its modules: ``server`` (:class:`GrokVideoEmulator`: lifecycle, settings, the record of tasks and
+requests), ``routes`` (which handler answers which path), ``api`` (the answers to the API's
+requests and video downloads), ``control`` (the ``/_emulator/...`` endpoints), ``tasks`` (:class:`Rule` and :class:`EmulatedVideo`, whose status follows the
 clock), ``progress`` (``ProgressModel``: how status and progress follow the clock), ``validation``
 (the create request's documented rules), ``faults`` (:class:`Fault` and the answers that stand for
 it) and ``wire`` (paths, the JSON envelope, dropped connections, video bytes).

@@ -1,7 +1,7 @@
-"""The emulator's HTTP server: its lifecycle, the API's routes, the request record and the control endpoints.
+"""The emulator's HTTP server: its lifecycle, its settings, and the record of tasks and requests.
 
-Handlers are cheap and never block: a task's status is computed from the clock on each query
-(no background work), and the only sleeps are those of injected ``slow`` faults.
+The routes are in :mod:`.routes`, the API's answers in :mod:`.api` and the control endpoints in
+:mod:`.control`; they read and write the record kept here, under its lock.
 """
 
 from __future__ import annotations
@@ -12,31 +12,18 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
 
-from airflow_grok_video.emulator.faults import Fault, PendingFault, fault_answer
+from airflow_grok_video.emulator.faults import Fault, PendingFault
 from airflow_grok_video.emulator.progress import ProgressModel
+from airflow_grok_video.emulator.routes import application
 from airflow_grok_video.emulator.tasks import EmulatedVideo, Rule
-from airflow_grok_video.emulator.validation import CreateParams, InvalidCreate, parse_create
-from airflow_grok_video.emulator.wire import (
-    CONTROL_PREFIX,
-    CREATE_PATH,
-    DEFAULT_VIDEO_BYTES,
-    QUERY_PREFIX,
-    RESET_PREFIX,
-    VIDEO_PREFIX,
-    abort,
-    envelope,
-    not_found,
-    read_json,
-    unauthorized,
-    video_chunks,
-    video_prefix,
-)
+from airflow_grok_video.emulator.validation import CreateParams
+from airflow_grok_video.emulator.wire import CREATE_PATH, DEFAULT_VIDEO_BYTES, QUERY_PREFIX
 
 # How long stop() lets in-flight requests (a slow fault, a big download) finish before cancelling them.
 _SHUTDOWN_SECONDS = 0.5
@@ -75,7 +62,8 @@ class GrokVideoEmulator:
     :param queue_seconds: how long a new task stays ``queued``.
     :param generation_seconds: how long a task stays ``processing``.
     :param balance: videos that can still be bought; ``None`` is unlimited.
-    :param video_bytes: size of the video served at ``result.video_url``.
+    :param video_bytes: size of the video served at ``result.video_url`` (each video task's bytes
+        are its own: two videos of one size differ).
     :param progress_model: how tasks' status and progress follow the clock (a
         :class:`~airflow_grok_video.emulator.progress.ProgressModel` or its spec, e.g.
         ``"shape=ease-out,queue=0.2,origin=created"``); the default queues for ``queue_seconds``, then
@@ -178,7 +166,7 @@ class GrokVideoEmulator:
     async def open(self) -> None:
         """Bind and serve on the running event loop (the CLI's way; ``start()`` uses a thread)."""
         runner = web.AppRunner(
-            self._application(), access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_SECONDS
+            application(self), access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_SECONDS
         )
         await runner.setup()
         try:
@@ -195,20 +183,6 @@ class GrokVideoEmulator:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
-
-    def _application(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post(CREATE_PATH, self._create)
-        app.router.add_get(QUERY_PREFIX + "{task_id}", self._query)
-        app.router.add_get(VIDEO_PREFIX + "{task_id}.mp4", self._video)
-        app.router.add_get(CONTROL_PREFIX + "requests", self._control_requests)
-        app.router.add_get(CONTROL_PREFIX + "stats", self._control_stats)
-        app.router.add_post(CONTROL_PREFIX + "reset", self._control_reset)
-        app.router.add_post(CONTROL_PREFIX + "rules", self._control_rules)
-        app.router.add_post(CONTROL_PREFIX + "faults", self._control_faults)
-        app.router.add_post(CONTROL_PREFIX + "config", self._control_config)
-        app.router.add_route("*", "/{tail:.*}", self._unknown)
-        return app
 
     # -- control from tests ---------------------------------------------------------------------
 
@@ -373,146 +347,6 @@ class GrokVideoEmulator:
             )
             self._tasks[task.task_id] = task
         return task
-
-    # -- the API --------------------------------------------------------------------------------
-
-    async def _create(self, request: web.Request) -> web.StreamResponse:
-        body = read_json(await request.read())
-        auth_ok = self._authorized(request)
-        fault = self._take_fault(request.method, request.path)
-        if fault is not None and fault.kind != "slow" and not fault.after_accept:
-            return self._serve_fault(request, fault, body, auth_ok)
-        response = self._create_answer(body, auth_ok)
-        if fault is not None and fault.kind != "slow":
-            return self._serve_fault(request, fault, body, auth_ok)
-        return await self._answer(request, body, response, auth_ok, fault)
-
-    def _create_answer(self, body: Any, auth_ok: bool) -> web.Response:
-        if not auth_ok:
-            return unauthorized()
-        try:
-            params = parse_create(body)
-        except InvalidCreate as exc:
-            return envelope(None, code="40000", msg=str(exc), status=400)
-        task = self._accept(params)
-        if task is None:
-            return envelope(None, code="40200", msg="insufficient balance")
-        data = {
-            "task_id": task.task_id,
-            "status": "queued",
-            "model": task.model,
-            "created_at": int(task.created),
-        }
-        return envelope(data)
-
-    async def _query(self, request: web.Request) -> web.StreamResponse:
-        auth_ok = self._authorized(request)
-        fault = self._take_fault(request.method, request.path)
-        if fault is not None and fault.kind != "slow":
-            return self._serve_fault(request, fault, None, auth_ok)
-        return await self._answer(request, None, self._query_answer(request, auth_ok), auth_ok, fault)
-
-    def _query_answer(self, request: web.Request, auth_ok: bool) -> web.Response:
-        if not auth_ok:
-            return unauthorized()
-        task = self._tasks.get(request.match_info["task_id"])
-        if task is None:
-            return not_found()
-        return envelope(task.view(self.base_url, time.time()))
-
-    async def _answer(
-        self, request: web.Request, body: Any, response: web.Response, auth_ok: bool, slow: Fault | None
-    ) -> web.Response:
-        """Record the request on arrival, then answer (after the delay of a ``slow`` fault)."""
-        self._record(request, body, response.status, auth_ok)
-        if slow is not None:
-            await asyncio.sleep(slow.delay)
-        return response
-
-    def _serve_fault(
-        self, request: web.Request, fault: Fault, body: Any, auth_ok: bool, prefix: bytes = RESET_PREFIX
-    ) -> web.Response:
-        """Answer with a fault; a ``reset`` sends ``prefix`` and drops the connection."""
-        if fault.kind == "reset":
-            self._record(request, body, 0, auth_ok)
-            abort(request, prefix)
-            return web.Response()  # aiohttp finds the transport closed and drops it quietly
-        response = fault_answer(fault)
-        self._record(request, body, response.status, auth_ok)
-        return response
-
-    async def _video(self, request: web.Request) -> web.StreamResponse:
-        fault = self._take_fault(request.method, request.path)
-        task = self._tasks.get(request.match_info["task_id"])
-        ready = task is not None and task.ready(time.time())
-        if fault is not None and fault.kind != "slow":
-            prefix = RESET_PREFIX
-            if task is not None and ready:
-                prefix = video_prefix(self.video_bytes, task.task_id)
-            return self._serve_fault(request, fault, None, True, prefix)
-        self._record(request, None, 200 if ready else 404, True)
-        if fault is not None:
-            await asyncio.sleep(fault.delay)
-        if not ready:
-            return web.Response(status=404, text="not found")
-        return await self._stream_video(request, self.video_bytes, request.match_info["task_id"])
-
-    async def _stream_video(self, request: web.Request, size: int, task_id: str) -> web.StreamResponse:
-        response = web.StreamResponse(status=200, headers={"Content-Type": "video/mp4"})
-        response.content_length = size
-        await response.prepare(request)
-        if request.method == "HEAD":
-            return response
-        try:
-            for chunk in video_chunks(size, task_id):
-                await response.write(chunk)
-        except ConnectionError:
-            pass  # the client went away; aiohttp then drops the connection quietly
-        return response
-
-    async def _unknown(self, request: web.Request) -> web.StreamResponse:
-        if request.path.startswith(CONTROL_PREFIX):
-            return web.json_response({"error": "no such control endpoint"}, status=404)
-        known = request.path == CREATE_PATH or request.path.startswith(QUERY_PREFIX)
-        if known:
-            response = envelope(None, code="40500", msg="method not allowed", status=405)
-        else:
-            response = not_found("no such endpoint")
-        self._record(request, read_json(await request.read()), response.status, self._authorized(request))
-        return response
-
-    # -- control over HTTP ----------------------------------------------------------------------
-
-    async def _control_requests(self, request: web.Request) -> web.Response:
-        return web.json_response([asdict(r) for r in self.requests])
-
-    async def _control_stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats())
-
-    async def _control_reset(self, request: web.Request) -> web.Response:
-        self.reset()
-        return web.json_response({"ok": True})
-
-    async def _control_rules(self, request: web.Request) -> web.Response:
-        return await _control_call(request, lambda fields: self.add_rule(Rule(**fields)))
-
-    async def _control_faults(self, request: web.Request) -> web.Response:
-        return await _control_call(request, lambda fields: self.inject(Fault(**fields)))
-
-    async def _control_config(self, request: web.Request) -> web.Response:
-        return await _control_call(request, self.configure)
-
-
-async def _control_call(request: web.Request, apply: Callable[[dict[str, Any]], None]) -> web.Response:
-    """Apply a control call's JSON object; 400 with the reason when it is not acceptable."""
-    fields = read_json(await request.read())
-    if not isinstance(fields, dict):
-        return web.json_response({"error": "the body must be a JSON object"}, status=400)
-    try:
-        apply(fields)
-    except (TypeError, ValueError) as exc:
-        return web.json_response({"error": str(exc)}, status=400)
-    return web.json_response({"ok": True})
 
 
 def _check_setting(key: str, value: Any) -> Any:
