@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from airflow_grok_video.emulator.wire import QUERY_PREFIX
 from tests.deployment import REPO, wait_for
 from tests.topology import API_KEY, ScaleDeployment
 
@@ -27,10 +28,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.scale, pytest.mark.timeout(1800)]
 VIDEOS = int(os.environ.get("GROK_SCALE_VIDEOS", "4"))
 # The emulator's generation time (docs/scale.md's figures were taken at 20 s).
 GENERATION_SECONDS = float(os.environ.get("GROK_SCALE_GENERATION_SECONDS", "10"))
-SENSOR, CREATE_AND_WAIT, WORKER_WAIT = (
+SENSOR, CREATE_AND_WAIT, WORKER_WAIT, GROUP = (
     "grok_scale_sensor",
     "grok_scale_create_and_wait",
     "grok_scale_worker_wait",
+    "grok_scale_group",
 )
 FIGURES = REPO / "build" / "scale.json"
 
@@ -69,6 +71,40 @@ def test_videos_of_both_patterns_arrive_and_each_is_bought_once(topology: ScaleD
         assert_delivered(topology, dag_id, run_id)
     assert creates(topology) == 2 * VIDEOS
     record_figures("both patterns", wall_seconds=round(time.monotonic() - started), pss_mib=topology.memory())
+
+
+def test_in_a_mapped_task_group_each_wait_follows_its_own_create(topology: ScaleDeployment) -> None:
+    topology.emulator("reset", {})
+    # Both patterns at once, under the same load: a sensor mapped over a mapped create's output,
+    # and a mapped task group of a create and its sensor (which starts in the triggerer).
+    creates_of = {SENSOR: "create", GROUP: "one_video.create"}
+    runs = {dag_id: topology.trigger(dag_id, {"videos": VIDEOS}) for dag_id in creates_of}
+    for dag_id, run_id in runs.items():
+        assert topology.finish(dag_id, run_id, timeout=900) == "success", topology.logs()
+    assert creates(topology) == 2 * VIDEOS
+    first_query = first_queries(topology)
+    lags, figures = {}, {}
+    for dag_id, run_id in runs.items():
+        videos = [topology.xcom(dag_id, run_id, creates_of[dag_id], i) for i in range(VIDEOS)]
+        urls = [f"{topology.emulator_url}/videos/{video}.mp4" for video in videos]
+        assert topology.xcom(dag_id, run_id, "delivered", -1) == urls  # each index read its own video
+        ended = create_ends(topology, dag_id, run_id, creates_of[dag_id])
+        lags[dag_id] = [first_query[video] - ended[i] for i, video in enumerate(videos)]
+        [(run_seconds,)] = topology.query(
+            "SELECT EXTRACT(EPOCH FROM end_date - start_date) FROM dag_run WHERE dag_id=? AND run_id=?",
+            dag_id,
+            run_id,
+        )
+        figures[dag_id] = {
+            **lag_figures(lags[dag_id]),
+            "creates_end_within_s": round(max(ended.values()) - min(ended.values()), 1),
+            "run_s": round(float(run_seconds)),
+        }
+        if dag_id == SENSOR:  # Airflow expands the sensor once every create has ended
+            assert min(first_query[video] for video in videos) >= max(ended.values())
+    if topology.workers * topology.concurrency < VIDEOS:  # creates queue for the slots
+        assert max(lags[GROUP]) < max(lags[SENSOR])
+    record_figures("wait after create", **figures)
 
 
 def test_a_killed_celery_worker_costs_no_second_create(topology: ScaleDeployment) -> None:
@@ -169,6 +205,37 @@ def bought_and_running(topology: ScaleDeployment, run_id: str) -> dict[int, str]
     if len(owners) < min(VIDEOS, topology.workers * topology.concurrency) or None in owners.values():
         return None
     return {i: str(owner) for i, owner in owners.items()}
+
+
+def first_queries(topology: ScaleDeployment) -> dict[str, float]:
+    """Unix time of the first query the emulator received for each video task (a wait's start)."""
+    first: dict[str, float] = {}
+    for request in topology.emulator("requests"):
+        if request["method"] == "GET" and request["path"].startswith(QUERY_PREFIX):
+            video = request["path"].rsplit("/", 1)[-1]
+            first[video] = min(first.get(video, request["time"]), request["time"])
+    return first
+
+
+def create_ends(topology: ScaleDeployment, dag_id: str, run_id: str, task_id: str) -> dict[int, float]:
+    """Unix time each map index of a create task ended."""
+    rows = topology.query(
+        "SELECT map_index, end_date FROM task_instance WHERE dag_id=? AND run_id=? AND task_id=?",
+        dag_id,
+        run_id,
+        task_id,
+    )
+    return {int(i): end.timestamp() for i, end in rows}
+
+
+def lag_figures(lags: list[float]) -> dict[str, float]:
+    """Seconds from a create's end to its wait's first query: first video's, median, largest."""
+    ordered = sorted(lags)
+    return {
+        "first_video_s": round(lags[0], 1),
+        "median_s": round(ordered[len(ordered) // 2], 1),
+        "max_s": round(ordered[-1], 1),
+    }
 
 
 def try_numbers(topology: ScaleDeployment, dag_id: str, run_id: str) -> dict[int, int]:

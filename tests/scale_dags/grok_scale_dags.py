@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param, task, task_group
 
 from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
 from airflow_grok_video.sensors.grok_video import GrokVideoSensor
@@ -38,6 +38,24 @@ with DAG("grok_scale_sensor", schedule=None, start_date=START, params=PARAMS, ma
         task_id="wait", poke_interval=2, timeout=30 * 60, deferrable=True, **RETRIES
     ).expand(video_task_id=_creates.output)
     delivered(_waits.output)
+
+with DAG("grok_scale_group", schedule=None, start_date=START, params=PARAMS, max_active_tasks=200):
+
+    @task_group
+    def one_video(prompt: str) -> Any:
+        """A mapped task group: each index waits for its own create, as soon as that create ends."""
+        create = GrokCreateVideoOperator(task_id="create", prompt=prompt, image_url=IMAGE, **RETRIES)
+        wait = GrokVideoSensor(
+            task_id="wait",
+            video_task_id=create.output,
+            poke_interval=2,
+            timeout=30 * 60,
+            deferrable=True,
+            **RETRIES,
+        )
+        return wait.output
+
+    delivered(one_video.expand(prompt=prompts()))
 
 with DAG("grok_scale_create_and_wait", schedule=None, start_date=START, params=PARAMS, max_active_tasks=200):
     _videos = GrokCreateVideoOperator.partial(
