@@ -200,11 +200,21 @@ class Gateway:
     :param upstream: the upstream base URL, e.g. the emulator's.
     :param prefix: the path prefix the gateway serves the API under, e.g. ``/jimmy``.
     :param ssl_context: serve TLS with this context (plain HTTP when ``None``).
+    :param not_found: paths under the prefix that start with this get the same plain 404 (as a
+        gateway or CDN that cannot route them would answer), e.g. the query endpoint.
     """
 
-    def __init__(self, upstream: str, *, prefix: str = "", ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        prefix: str = "",
+        ssl_context: ssl.SSLContext | None = None,
+        not_found: str | None = None,
+    ) -> None:
         self.upstream = upstream
         self.prefix = prefix
+        self.not_found = not_found
         self.ssl_context = ssl_context
         self.port = 0
         self.seen: list[Seen] = []
@@ -254,9 +264,12 @@ class Gateway:
         self.seen.append(
             Seen(request.method, request.path_qs, {k.lower(): v for k, v in request.headers.items()})
         )
-        if not request.path.startswith(self.prefix + "/"):
+        path = request.path_qs[len(self.prefix) :]
+        if not request.path.startswith(self.prefix + "/") or (
+            self.not_found and path.startswith(self.not_found)
+        ):
             return web.Response(status=404, text="no such path on this gateway")
-        url = self.upstream + request.path_qs[len(self.prefix) :]
+        url = self.upstream + path
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
         async with self._session.request(
             request.method, url, data=await request.read(), headers=headers
@@ -277,6 +290,8 @@ class ForwardProxy:
         gateway name to the local gateway); other targets are connected to as named.
     :param refuse_connect: answer every ``CONNECT`` with this status instead of tunnelling.
     :param credentials: ``(user, password)`` required in ``Proxy-Authorization`` (407 otherwise).
+    :param drop_after_connect: accept every ``CONNECT`` ("200 Connection established"), then close
+        the tunnel before a byte of the TLS handshake is answered.
     """
 
     def __init__(
@@ -285,9 +300,11 @@ class ForwardProxy:
         routes: dict[str, tuple[str, int]] | None = None,
         refuse_connect: int | None = None,
         credentials: tuple[str, str] | None = None,
+        drop_after_connect: bool = False,
     ) -> None:
         self.routes = routes or {}
         self.refuse_connect = refuse_connect
+        self.drop_after_connect = drop_after_connect
         self.credentials = credentials
         self.seen: list[Seen] = []
         self.lock = threading.Lock()
@@ -395,6 +412,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return
         if self.owner.refuse_connect is not None:
             self._refuse(self.owner.refuse_connect)
+            return
+        if self.owner.drop_after_connect:
+            self.send_response(200, "Connection established")
+            self.end_headers()
+            self.wfile.flush()
+            self.close_connection = True
             return
         host, _, port = self.path.rpartition(":")
         try:

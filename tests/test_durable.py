@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import airflow
 import pytest
 from packaging.version import Version
 
 from airflow_grok_video.emulator import Fault, GrokVideoEmulator, Rule
+from tests._net import Gateway
 from tests.conftest import conn_json
 from tests.test_dags import run_dag, states
 
@@ -166,22 +168,31 @@ def test_a_try_asking_for_another_video_does_not_reattach(
     assert f"for video {first.task_id}, but this try asks for another video (changed: prompt)" in out + err
 
 
-def _age_once_the_first_try_is_gone(emulator: GrokVideoEmulator, days: float) -> threading.Thread:
-    """Once try 1 (polling every 0.2 s) has stopped querying, make its video ``days`` old."""
+def _once_the_first_try_is_gone(emulator: GrokVideoEmulator, then: Callable[[], None]) -> threading.Thread:
+    """Once try 1 (polling every 0.2 s) has stopped querying, call ``then``."""
 
-    def age() -> None:
+    def watch() -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             requests = emulator.requests
             if emulator.tasks and requests and time.time() - requests[-1].time > 0.8:
-                [task] = emulator.tasks.values()
-                task.created -= days * 86400
+                then()
                 return
             time.sleep(0.05)
 
-    thread = threading.Thread(target=age, daemon=True)
+    thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     return thread
+
+
+def _age_once_the_first_try_is_gone(emulator: GrokVideoEmulator, days: float) -> threading.Thread:
+    """Once try 1 (polling every 0.2 s) has stopped querying, make its video ``days`` old."""
+
+    def age() -> None:
+        [task] = emulator.tasks.values()
+        task.created -= days * 86400
+
+    return _once_the_first_try_is_gone(emulator, age)
 
 
 @needs_state_store
@@ -222,3 +233,46 @@ def test_the_video_id_is_logged_and_named_when_the_ledger_cannot_be_written(
     assert f"Created Grok video task {video_id}" in logs
     assert f"Created (and paid for) video task {video_id}, but could not record it" in logs
     assert logs.index(f"Created Grok video task {video_id}") < logs.index("Created (and paid for)")
+
+
+@needs_state_store
+def test_a_429_wait_cut_by_execution_timeout_leaves_no_uncertain_record(emulator: GrokVideoEmulator) -> None:
+    # Try 1's create is answered 429 "come back in 30 s": it waits, and its execution_timeout (2 s)
+    # kills it during that wait. Nothing was bought, so try 2 creates; it does not refuse to.
+    emulator.configure({"queue_seconds": 0, "generation_seconds": 0})
+    emulator.inject(Fault("status", status=429, retry_after=30, method="POST"))
+    run = run_dag("grok_test_execution_timeout")
+    assert states(run) == {"create": "success"}
+    assert tries(run) == {-1: 2}
+    assert (emulator.creates, emulator.accepted_creates) == (2, 1)
+
+
+@needs_state_store
+def test_a_gateway_404_on_the_retry_does_not_buy_a_second_video(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Try 1 buys a video and is killed before its first query. Try 2 looks for that video and gets
+    # a gateway's plain 404: that is no proof the API lost it, so try 2 fails, buying nothing.
+    with Gateway(emulator.base_url, not_found="/api/open-api/v1/videos/") as gateway:
+        monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", conn_json(gateway.base_url))
+        run = run_dag("grok_test_killed_before_the_first_query")
+    assert states(run) == {"create": "failed"}
+    assert tries(run) == {-1: 2}
+    assert emulator.creates == 1
+    out, err = capfd.readouterr()
+    assert "not the API's JSON envelope" in out + err
+
+
+@needs_state_store
+def test_the_apis_own_404_on_the_retry_buys_a_new_video(emulator: GrokVideoEmulator) -> None:
+    # Try 1 times out while its video is processing; once it has stopped querying, the API forgets
+    # that video: its own envelope says so with HTTP 404 to try 2's look, which buys a new one.
+    emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=3.5, times=1))
+    forget = _once_the_first_try_is_gone(
+        emulator, lambda: emulator.inject(Fault("status", status=404, method="GET"))
+    )
+    run = run_dag("grok_test_retry_after_failure")
+    forget.join()
+    assert states(run) == {"create": "success"}
+    assert tries(run) == {-1: 2}
+    assert emulator.creates == 2

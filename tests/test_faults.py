@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 import pytest
 
 from airflow_grok_video.emulator import Fault, GrokVideoEmulator, Rule
+from airflow_grok_video.operators._ledger import LEDGER_KEY
 from tests.conftest import conn_json
 from tests.test_dags import OUTLASTS_FIRST_LOOK, run_dag, states
+from tests.test_durable import HAS_STATE_STORE
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 QUERY = "/api/open-api/v1/videos/"
@@ -198,6 +202,22 @@ def test_success_spelling_ends_the_wait(emulator: GrokVideoEmulator, mode: str) 
             "code 40200: insufficient",
         ),
         (Fault("envelope", code="40001", msg="prompt rejected"), "failed", 0, "code 40001: prompt rejected"),
+        # Accepted, then an error code from the server range: not a refusal, so the record is kept.
+        (
+            Fault("envelope", code="50001", msg="upstream error", after_accept=True),
+            "failed",
+            1,
+            "may have been created and billed",
+        ),
+        # A timeout answered with the API's envelope: it may come after the API accepted the create.
+        (Fault("status", status=408, after_accept=True), "failed", 1, "may have been created and billed"),
+        # A redirect after accepting: never followed (it would turn the POST into a GET).
+        (
+            Fault("redirect", status=303, location="/api/open-api/v1/videos/elsewhere", after_accept=True),
+            "failed",
+            1,
+            "may have been created and billed",
+        ),
     ],
     ids=[
         "429-then-ok",
@@ -208,6 +228,9 @@ def test_success_spelling_ends_the_wait(emulator: GrokVideoEmulator, mode: str) 
         "ok-without-data",
         "balance",
         "prompt-rejected",
+        "50001-after-accept",
+        "408-after-accept",
+        "303-after-accept",
     ],
 )
 def test_create_under_faults_never_sends_a_billed_create_twice(
@@ -231,3 +254,25 @@ def test_create_under_faults_never_sends_a_billed_create_twice(
         assert create.try_number == 1
         out, err = capfd.readouterr()
         assert shown in out + err
+    if HAS_STATE_STORE:
+        # The ledger follows the verdict: a create that may have been billed keeps its in-flight record
+        # (no later try or cleared task buys again); a refusal or a success leaves no uncertain record.
+        record = ledger_record(run)
+        refused = shown.startswith("code 4")  # the API's own client-error codes
+        if outcome == "failed" and not refused:
+            assert record is not None and record["video_task_id"] is None
+        else:
+            assert record is None or record["video_task_id"] is not None
+
+
+def ledger_record(run: Any) -> dict[str, Any] | None:
+    """The create's record in the task state store of ``run`` (Airflow 3.3+), or ``None``."""
+    from airflow.utils.session import create_session
+    from sqlalchemy import text
+
+    with create_session() as session:
+        rows = session.execute(
+            text("SELECT value FROM task_state_store WHERE run_id=:run AND task_id='create' AND key=:key"),
+            {"run": run.run_id, "key": LEDGER_KEY},
+        ).all()
+    return json.loads(rows[0][0]) if rows else None

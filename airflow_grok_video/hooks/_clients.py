@@ -263,7 +263,9 @@ def tls_context(conn_id: str, settings: HttpSettings) -> ssl.SSLContext:
         stamps = tuple(os.stat(f).st_mtime_ns for f in files)
         return _tls_context(settings.verify, settings.cert, stamps)
     except (OSError, ssl.SSLError) as exc:
-        raise config_error(conn_id, f"its TLS files could not be loaded ({describe(exc)})") from None
+        raise config_error(
+            conn_id, f"its TLS files (the extras verify and cert) could not be loaded ({describe(exc)})"
+        ) from None
 
 
 @functools.lru_cache(maxsize=32)

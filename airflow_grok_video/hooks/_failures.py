@@ -45,14 +45,15 @@ def never_reached(exc: BaseException) -> str | None:
     Why a failed request certainly never reached the API, or ``None`` when it may have.
 
     It never did when the connection was refused or timed out, the host was not found, the TLS
-    handshake failed (a certificate the client does not trust, or that the server refused), or
-    the proxy refused the connection or its ``CONNECT`` tunnel. Anything else (a reset, a read
+    handshake failed or did not finish (a certificate the client does not trust, or that the server
+    refused, or a tunnel dropped during the handshake), or the proxy refused the connection or its
+    ``CONNECT`` tunnel. Anything else (a reset, a read
     timeout, a disconnect after the request was written) may have reached it.
 
     :param exc: a ``requests`` or ``aiohttp`` failure.
     """
     causes = list(_causes(exc))
-    if any(_tls_refused(cause) for cause in causes):
+    if any(_tls_refused(cause) or _raised_in_tls_handshake(cause) for cause in causes):
         return _TLS
     if any(_proxy_refused(cause) for cause in causes):
         return _PROXY
@@ -91,6 +92,25 @@ def _tls_refused(cause: BaseException) -> bool:
     if isinstance(cause, ssl.SSLCertVerificationError | ssl.CertificateError):
         return True
     return isinstance(cause, ssl.SSLError) and cause.reason in _HANDSHAKE_REASONS
+
+
+def _raised_in_tls_handshake(cause: BaseException) -> bool:
+    """
+    Whether ``cause`` was raised while the TLS handshake was under way, so before any request byte.
+
+    A tunnel that a proxy accepts and then drops, or a server that closes during the handshake, ends
+    in an error inside ``SSLSocket.do_handshake`` (``requests``; ``aiohttp`` says
+    ``ClientConnectorError``). The request is written only once the handshake has finished.
+    """
+    if not isinstance(cause, OSError):  # ssl.SSLError and ConnectionResetError among them
+        return False
+    frame = cause.__traceback__
+    while frame is not None:
+        code = frame.tb_frame.f_code
+        if code.co_name == "do_handshake" and code.co_filename == ssl.__file__:
+            return True
+        frame = frame.tb_next
+    return False
 
 
 def _proxy_refused(cause: BaseException) -> bool:

@@ -167,7 +167,7 @@ class GrokCreateVideoOperator(BaseOperator):
 
     def execute(self, context: Context) -> str:
         """Check everything, then reattach to this task instance's video or create one; wait if asked."""
-        body, price = self._preflight()
+        body, price = self.preflight()
         digests = fingerprint(body)
         ledger = self._ledger(context)
         earlier = self._reattach(ledger, digests, context) if ledger else None
@@ -234,7 +234,7 @@ class GrokCreateVideoOperator(BaseOperator):
         facet = generation_facet({"video_task_id": video_task_id, **bought(body)}) if body else None
         return lineage(inputs, outputs, facet)
 
-    def _preflight(self) -> tuple[dict[str, Any], Price | None]:
+    def preflight(self) -> tuple[dict[str, Any], Price | None]:
         """
         Check every argument and connection setting the task uses, before any request is sent.
 

@@ -88,3 +88,17 @@ with DAG("grok_test_mapped_retry", schedule=None, start_date=START):
         retries=1,
         retry_delay=timedelta(0),
     ).expand(prompt=["a fox", "a cat", "a flaky owl"])
+
+# Try 1 is killed by its execution_timeout before the wait's first query (after 2.5-5 s): the
+# retry's first request is the query that looks for try 1's video.
+create_dag(
+    "grok_test_killed_before_the_first_query",
+    wait_for_completion=True,
+    deferrable=False,
+    poll_interval=5,
+    execution_timeout=timedelta(seconds=2),
+    retries=1,
+    retry_delay=timedelta(0),
+)
+# A deferred create-and-wait with no bound on its wait: refused before anything is bought.
+create_dag("grok_test_wait_without_timeout", wait_for_completion=True, deferrable=True, timeout=None)
