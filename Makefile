@@ -103,4 +103,4 @@ test-%:
 	.venv-$*/bin/python -m pytest -ra -n 2 -m "not slow" $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) $(addprefix .venv-,$(OLDER)) .venv-min build .airflow-demo .airflow-demo.log .pytest_cache .mypy_cache
+	rm -rf $(VENV) $(addprefix .venv-,$(OLDER)) build dist .airflow-demo .airflow-demo.log .pytest_cache .mypy_cache

@@ -77,9 +77,10 @@ class GrokVideoRequestError(GrokVideoAPIError, AirflowFailException):
     """
     The API refused the request itself.
 
-    That is its own error code with HTTP 4xx (other than 401, 403, 408 and 429), or a client-error
-    code (``4xxxx``) with HTTP 2xx; for a create, also a server's HTTP 4xx without the API's
-    envelope (see :mod:`airflow_grok_video.billing`).
+    For a query: the API's own error code with HTTP 2xx or 4xx (other than 401, 403, 408 and 429).
+    For a create, what the billing table (:mod:`airflow_grok_video.billing`) calls refused: a
+    client-error code (``4xxxx``) with HTTP 2xx or 4xx, or a server's HTTP 4xx without the API's
+    envelope.
 
     The same request would be refused again (e.g. a parameter the API rejects, or a video task id the
     API does not know), so Airflow does not retry it.

@@ -407,3 +407,18 @@ async def test_a_custom_xcom_backends_serialization_runs_off_the_event_loop(
     }
     assert len(backend.threads) == 4 and threading.get_ident() not in backend.threads
     assert worst_lag < 0.2  # four 0.3 s serializations on the loop would hold it for 1.2 s
+
+
+async def test_a_video_the_api_does_not_know_fails_the_resumed_task_without_retries(
+    emulator: GrokVideoEmulator,
+) -> None:
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    from airflow_grok_video.exceptions import GrokVideoNotFoundError
+    from airflow_grok_video.triggers.grok_video import video_url_from_event
+
+    [event] = await run_trigger(trigger_for("video_lost"))
+    with pytest.raises(GrokVideoNotFoundError) as raised:
+        video_url_from_event(event, timeout_error=TimeoutError)
+    assert isinstance(raised.value, AirflowFailException)
+    assert (raised.value.http_status, raised.value.code) == (404, "40400")

@@ -19,6 +19,7 @@ from airflow_grok_video.exceptions import (
     GrokVideoAPIError,
     GrokVideoAuthError,
     GrokVideoGenerationFailed,
+    GrokVideoNotFoundError,
     GrokVideoRequestError,
 )
 from airflow_grok_video.hooks import _clients  # noqa: F401
@@ -221,7 +222,8 @@ class EventPayload(dict[str, Any]):
 
 _STATUSES = frozenset({"success", "failed", "timeout", "error"})
 _ERROR_TYPES: dict[str, type[GrokVideoAPIError]] = {
-    cls.__name__: cls for cls in (GrokVideoAPIError, GrokVideoAuthError, GrokVideoRequestError)
+    cls.__name__: cls
+    for cls in (GrokVideoAPIError, GrokVideoAuthError, GrokVideoRequestError, GrokVideoNotFoundError)
 }
 
 
