@@ -3,8 +3,9 @@
 Each scenario is a test marked ``scale`` (``make test-scale`` runs them alone; ``-k`` picks one). They
 share one topology, and a scenario that kills a component starts a new one before it ends. The
 number of videos per pattern is ``GROK_SCALE_VIDEOS`` (4 in ``make test``; the issue's 50 with
-``GROK_SCALE_VIDEOS=50 make test-scale``), the emulator's generation time
-``GROK_SCALE_GENERATION_SECONDS`` (10). docs/scale.md has what was measured.
+``GROK_SCALE_VIDEOS=50 make test-scale``; the mapped task group's scenario runs only above the 16
+worker slots), the emulator's generation time ``GROK_SCALE_GENERATION_SECONDS`` (10).
+docs/scale.md has what was measured.
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ def test_videos_of_both_patterns_arrive_and_each_is_bought_once(topology: ScaleD
 
 
 def test_in_a_mapped_task_group_each_wait_follows_its_own_create(topology: ScaleDeployment) -> None:
+    if topology.workers * topology.concurrency >= VIDEOS:
+        # The patterns differ only when creates queue for the worker slots; make test runs the group
+        # pattern in a deployment (tests/test_deployment.py), and this one runs on demand at N = 50.
+        pytest.skip(f"{VIDEOS} videos fit the worker slots at once")
     topology.emulator("reset", {})
     # Both patterns at once, under the same load: a sensor mapped over a mapped create's output,
     # and a mapped task group of a create and its sensor (which starts in the triggerer).
@@ -102,8 +107,7 @@ def test_in_a_mapped_task_group_each_wait_follows_its_own_create(topology: Scale
         }
         if dag_id == SENSOR:  # Airflow expands the sensor once every create has ended
             assert min(first_query[video] for video in videos) >= max(ended.values())
-    if topology.workers * topology.concurrency < VIDEOS:  # creates queue for the slots
-        assert max(lags[GROUP]) < max(lags[SENSOR])
+    assert max(lags[GROUP]) < max(lags[SENSOR])
     record_figures("wait after create", **figures)
 
 
