@@ -149,6 +149,7 @@ class GrokVideoHook(BaseHook):
             model=model,
         )
         resend_on_429 = self.resend_create_on_429()
+        price = self.price()  # read now: nothing may fail between a paid answer and its record
         for attempt in self.retry_policy.attempts(creates=True, log=self.log):
             time.sleep(attempt.wait)
             if journal is not None:
@@ -160,16 +161,15 @@ class GrokVideoHook(BaseHook):
                     journal.settled(error.verdict, None)
                 attempt.failed(error)
             else:
-                self._log_created(data, body)  # first, so that the id is known whatever follows
+                self._log_created(data, body, price)  # first, so that the id is known whatever follows
                 if journal is not None:
                     journal.settled(Verdict.ACCEPTED, str(data["task_id"]))
                 return data
         raise AssertionError("unreachable: attempts() ends by raising")
 
-    def _log_created(self, data: dict[str, Any], body: dict[str, Any]) -> None:
+    def _log_created(self, data: dict[str, Any], body: dict[str, Any], price: Price | None) -> None:
         """Log an accepted create: its video task id, model, seconds and the estimated cost."""
         seconds = int(body["duration"])
-        price = self.price()
         cost = "" if price is None else f"; estimated cost {price.cost(seconds):g} {price.currency}".rstrip()
         model = data.get("model", body["model"])
         self.log.info("Created Grok video task %s (model %s, %s s%s)", data["task_id"], model, seconds, cost)
@@ -204,10 +204,16 @@ class GrokVideoHook(BaseHook):
         :return: the video task as the API describes it (status, progress, video URL, ...).
         """
         what = f"query video task {video_task_id}"
-        data = self._call_sync(
-            "GET", _query_path(video_task_id), None, what=what, creates=False, deadline=deadline
-        )
-        return VideoTask.from_data(data, video_task_id=video_task_id)
+        path = _query_path(video_task_id)
+        for attempt in self.retry_policy.attempts(creates=False, deadline=deadline, log=self.log):
+            time.sleep(attempt.wait)
+            try:
+                data = self._send_sync("GET", path, None, what)
+            except GrokVideoAPIError as error:
+                attempt.failed(error)
+            else:
+                return VideoTask.from_data(data, video_task_id=video_task_id)
+        raise AssertionError("unreachable: attempts() ends by raising")
 
     async def aget_video_task(self, video_task_id: str, *, deadline: float | None = None) -> VideoTask:
         """
@@ -336,24 +342,6 @@ class GrokVideoHook(BaseHook):
         return True, "The API accepted the key."
 
     # -- plumbing ------------------------------------------------------------------------
-
-    def _call_sync(
-        self,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None,
-        *,
-        what: str,
-        creates: bool,
-        deadline: float | None,
-    ) -> dict[str, Any]:
-        for attempt in self.retry_policy.attempts(creates=creates, deadline=deadline, log=self.log):
-            time.sleep(attempt.wait)
-            try:
-                return self._send_sync(method, path, body, what)
-            except GrokVideoAPIError as error:
-                attempt.failed(error)
-        raise AssertionError("unreachable: attempts() ends by raising")
 
     def _send_sync(self, method: str, path: str, body: dict[str, Any] | None, what: str) -> dict[str, Any]:
         answer = self._sync_client().request(method, path, body, what)
