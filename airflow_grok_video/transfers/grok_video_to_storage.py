@@ -146,12 +146,11 @@ class GrokVideoToStorageOperator(BaseOperator):
         url = _checked_video_url(self.video_url)
         _mask_query(url)
         self._source = url
-        session = self._download_session(url)
         about = self._about = self._about_the_video()
         dest = ObjectStoragePath(self.dest, conn_id=self.dest_conn_id)
         existing = not self.overwrite and dest.exists()
         started = time.monotonic()
-        with session:
+        with self._download_session(url) as session:
             size = self._download_with_retries(session, url, dest, existing=existing)
         if size is not None:
             seconds = max(time.monotonic() - started, 1e-9)
