@@ -276,17 +276,21 @@ def test_a_done_status_with_a_url_hands_the_video_on(
 
 
 def test_a_done_status_without_a_url_waits_for_it(
-    emulator: GrokVideoEmulator, capfd: pytest.CaptureFixture[str]
+    scripted: Callable[[Script], ScriptedAPI], capfd: pytest.CaptureFixture[str]
 ) -> None:
-    emulator.add_rule(Rule(prompt_contains="fox", processing_status="succeeded", generation_seconds=2.0))
+    api = scripted(
+        lambda task_id, count, age: (
+            {"status": "succeeded", "progress": 100}
+            if count <= 2
+            else {"status": "succeeded", "progress": 100, "result": {"video_url": api.url(task_id)}}
+        )
+    )
     run = run_dag("grok_test_status_poke")
     assert states(run) == {"create": "success", "wait": "success"}
-    [task_id] = list(emulator.tasks)
-    assert (
-        task_instance(run, "wait").xcom_pull(task_ids="wait") == f"{emulator.base_url}/videos/{task_id}.mp4"
-    )
+    assert task_instance(run, "wait").xcom_pull(task_ids="wait") == api.url("video_s1")
+    assert api.queries == {"video_s1": 3}  # waited through two answers without a URL
     out, err = capfd.readouterr()
-    assert "(undocumented status; done, no result.video_url yet)" in out + err
+    assert "succeeded 100% (undocumented status; done, no result.video_url yet)" in out + err
 
 
 def test_a_done_status_that_never_gets_a_url_ends_at_the_timeout(
