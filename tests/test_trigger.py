@@ -349,8 +349,13 @@ async def test_the_triggerers_log_of_a_fallback_event_has_no_signed_query(
         await runner.run_trigger(1, trigger_for(task_id))
     fired = [entry for entry in logs if entry["event"] == "Trigger fired event"]
     assert len(fired) == 1
-    rendered = [structlog.dev.ConsoleRenderer(colors=False)(None, "info", dict(entry)) for entry in logs] + [
-        structlog.processors.JSONRenderer(default=repr)(None, "info", dict(entry)) for entry in logs
+    rendered = [
+        str(render(None, "info", dict(entry)))
+        for render in (
+            structlog.dev.ConsoleRenderer(colors=False),
+            structlog.processors.JSONRenderer(default=repr),
+        )
+        for entry in logs
     ]
     assert f"/videos/{task_id}.mp4" in "\n".join(rendered)
     assert "SECRET_c0ffee" not in "\n".join(rendered)
@@ -384,7 +389,7 @@ async def test_a_custom_xcom_backends_serialization_runs_off_the_event_loop(
     from airflow.sdk.bases.xcom import BaseXCom
     from airflow.sdk.execution_time import xcom
 
-    backend = type("SlowXCom", (_SlowXCom, BaseXCom), {"threads": []})
+    backend: Any = type("SlowXCom", (_SlowXCom, BaseXCom), {"threads": []})
     monkeypatch.setattr(xcom, "XCom", backend)
     task_id = create()
     worst_lag = 0.0

@@ -12,10 +12,11 @@ It depends on aiohttp and the standard library only, and the provider never impo
 
 Its modules: ``server`` (:class:`GrokVideoEmulator`: lifecycle, settings, the record of tasks and
 requests), ``routes`` (which handler answers which path), ``api`` (the answers to the API's
-requests and video downloads), ``control`` (the ``/_emulator/...`` endpoints), ``tasks`` (:class:`Rule` and :class:`EmulatedVideo`, whose status follows the
-clock), ``progress`` (``ProgressModel``: how status and progress follow the clock), ``validation``
-(the create request's documented rules), ``faults`` (:class:`Fault` and the answers that stand for
-it) and ``wire`` (paths, the JSON envelope, dropped connections, video bytes).
+requests and video downloads), ``control`` (the ``/_emulator/...`` endpoints), ``tasks``
+(:class:`Rule` and :class:`EmulatedVideo`, whose status follows the clock), ``progress``
+(``ProgressModel``: how status and progress follow the clock), ``validation`` (the create request's
+documented rules), ``faults`` (:class:`Fault` and the answers that stand for it) and ``wire``
+(paths, the JSON envelope, dropped connections, video bytes).
 """
 
 from __future__ import annotations
