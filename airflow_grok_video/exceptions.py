@@ -107,7 +107,8 @@ class GrokVideoUncertainCreateError(GrokVideoAPIError, AirflowFailException):
 
 class GrokVideoGenerationFailed(AirflowFailException):
     """
-    The API reports the video task as ``failed``.
+    The API reports the video task as ``failed``, or with a status it does not document that says the
+    task ended (``cancelled``, ``expired``, ...; ``error_message`` then names the status).
 
     :param video_task_id: the API's video task id.
     :param error_message: the API's ``error_message``.

@@ -71,7 +71,8 @@ class GrokCreateVideoOperator(BaseOperator):
     before it is sent, and the video task id as soon as the API answers. A later try of the
     same task instance reattaches to that video instead of buying another: a video still
     queued or processing is returned (or waited for), a completed one is returned at once, and
-    only a ``failed`` video, or one the API no longer knows, leads to a new create. If an earlier
+    only a ``failed`` video (or one whose undocumented status says it ended), or one the API itself
+    says it does not know (HTTP 404 in its own envelope), leads to a new create. If an earlier
     try died while its create was in flight, the video may exist and be billed while its id is
     unknown: the try fails (``on_uncertain_create="fail"``) unless told to create again.
 

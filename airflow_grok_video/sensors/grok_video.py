@@ -46,8 +46,9 @@ class GrokVideoSensor(BaseSensorOperator):
     mapped over a mapped task's output) also starts there, without a worker (unless
     ``start_in_triggerer=False``); otherwise it starts in a worker, looks
     once (a video already done is handed on at once) and defers. While waiting it logs the status
-    and progress (``processing 45%``). A ``failed`` task fails the sensor without retries, with
-    the API's ``error_message``. ``timeout`` bounds the wait in every mode; with
+    and progress (``processing 45%``). A ``failed`` task, or one whose undocumented status says it
+    ended (``cancelled``, ``expired``, ...), fails the sensor without retries, with the API's
+    ``error_message``. ``timeout`` bounds the wait in every mode; with
     ``soft_fail=True`` a timeout or failure skips the task instead.
 
     :param video_task_id: the API's video task id (templated), usually
