@@ -107,8 +107,10 @@ class GrokVideoUncertainCreateError(GrokVideoAPIError, AirflowFailException):
 
 class GrokVideoGenerationFailed(AirflowFailException):
     """
-    The API reports the video task as ``failed``, or with a status it does not document that says the
-    task ended (``cancelled``, ``expired``, ...; ``error_message`` then names the status).
+    The API reports the video task as ``failed`` (or as having ended).
+
+    Also raised for a status the API does not document that says the task ended (``cancelled``,
+    ``expired``, ...; ``error_message`` then names the status).
 
     :param video_task_id: the API's video task id.
     :param error_message: the API's ``error_message``.
