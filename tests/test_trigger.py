@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 import types
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 import pytest
 from airflow.triggers.base import TriggerEvent
@@ -190,22 +191,36 @@ async def test_error_event_names_status_code_and_msg(
     assert key not in str(event)
 
 
+T = TypeVar("T")
+
+
+async def with_loop_lag(work: Awaitable[T]) -> tuple[T, float]:
+    """Await ``work`` while measuring the event loop's worst lag: how far a 10 ms sleep overran."""
+    worst = 0.0
+
+    async def ticker() -> None:
+        nonlocal worst
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.01)
+            worst = max(worst, time.monotonic() - before - 0.01)
+
+    tick = asyncio.create_task(ticker())
+    try:
+        return await work, worst
+    finally:
+        tick.cancel()
+
+
+async def collect(events: AsyncIterator[T]) -> list[T]:
+    return [event async for event in events]
+
+
 async def test_polling_never_blocks_the_event_loop(emulator: GrokVideoEmulator) -> None:
     emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=2))
     emulator.inject(Fault("slow", delay=0.5, method="GET", times=3))
     task_ids = [create() for _ in range(5)]
-    worst_lag = 0.0
-
-    async def ticker() -> None:
-        nonlocal worst_lag
-        while True:
-            before = time.monotonic()
-            await asyncio.sleep(0.01)
-            worst_lag = max(worst_lag, time.monotonic() - before - 0.01)
-
-    tick = asyncio.create_task(ticker())
-    results = await asyncio.gather(*(run_trigger(trigger_for(t)) for t in task_ids))
-    tick.cancel()
+    results, worst_lag = await with_loop_lag(asyncio.gather(*(run_trigger(trigger_for(t)) for t in task_ids)))
     assert [r[0]["status"] for r in results] == ["success"] * 5
     assert worst_lag < 0.1
 
@@ -392,18 +407,7 @@ async def test_a_custom_xcom_backends_serialization_runs_off_the_event_loop(
     backend: Any = type("SlowXCom", (_SlowXCom, BaseXCom), {"threads": []})
     monkeypatch.setattr(xcom, "XCom", backend)
     task_id = create()
-    worst_lag = 0.0
-
-    async def ticker() -> None:
-        nonlocal worst_lag
-        while True:
-            before = time.monotonic()
-            await asyncio.sleep(0.01)
-            worst_lag = max(worst_lag, time.monotonic() - before - 0.01)
-
-    tick = asyncio.create_task(ticker())
-    [event] = [event async for event in as_triggerer_runs_it(ending_trigger(task_id)).run()]
-    tick.cancel()
+    [event], worst_lag = await with_loop_lag(collect(as_triggerer_runs_it(ending_trigger(task_id)).run()))
     assert type(event).__name__ == "TaskSuccessEvent"
     url = f"{emulator.base_url}/videos/{task_id}.mp4"
     assert {m.key: m.value for m in comms.sent} == {
