@@ -6,13 +6,19 @@ operator's wait in the worker. The API reports ``progress`` (1-99 while ``proces
 will be done, so the schedule can skip the queries in between:
 
 1. The first query comes after half to all of the ``floor``, jittered (so that many waits
-   started together spread out).
-2. With no progress yet (queued, or a status without progress), it waits as long again as the
-   video has existed so far: queries thin out geometrically while nothing is known.
+   started together spread out); a wait handed the answer its task read before deferring
+   (:class:`Look`) takes that answer as its first query's and goes on from it.
+2. With no progress yet (queued, or a status without progress), it waits until the video has
+   existed for :data:`QUEUED_AGE` of the ceiling, and at least as long again as it has so far:
+   a reading that late places the end of a video up to 1.5 ceilings long within one wait, and
+   queries thin out geometrically while nothing is known (never more than the ceiling apart, so a
+   video that shows no progress is still noticed within it). A first reading too early to
+   extrapolate from (a few seconds) waits the same, but no later than the end it allows at a
+   percent more.
 3. With one progress reading, it extrapolates from the processing start (``created_at``, or
    half-way between the last ``queued`` answer and this one), once that rests on a few seconds,
-   and queries again half-way to the estimated end (at most 8 times the processing time seen),
-   to measure the rate. Except right after a ``queued`` answer: the wait has already spent a
+   and queries again half-way to the estimated end, to measure the rate (a leap of at most 8 times
+   the processing time seen, or as far as nothing known would go). Except right after a ``queued`` answer: the wait has already spent a
    query, so the reading is taken as counted from the create (the latest end it can mean) and,
    if that places the end within :data:`CREATE_SPREAD` seconds, the next query is aimed at it.
 4. With two readings, the rate is known, to within the rounding of the progress. After a queue,
@@ -22,7 +28,8 @@ will be done, so the schedule can skip the queries in between:
    or counted from the processing start), the estimate is redone from the new reading: a wrong
    guess costs a query, never a missed completion.
 5. An end further away than the ceiling is reached in equal waits, so that the last lands on it
-   rather than up to a floor after it.
+   rather than up to a floor after it; unless the end may come within the ceiling (the readings
+   allow it at a percent more): then the query goes at the ceiling.
 
 Every wait is clamped to ``[floor, ceiling]``; with ``ceiling <= floor`` it polls every ``floor``
 seconds, as a fixed-interval sensor would.
@@ -35,7 +42,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from airflow_grok_video.video_task import VideoTask
 
@@ -54,12 +61,19 @@ MAX_LEAP = 8.0
 MIN_OBSERVED = 5.0
 #: The next query is aimed at the estimated end once the estimate may be off by no more than this
 #: many seconds; until then it goes half-way, to measure the rate over a longer stretch.
-FINAL_SPREAD = 4.0
+FINAL_SPREAD = 5.0
 #: Seconds added after the estimated end (capped at the floor), so that the query lands after it.
 END_MARGIN = 0.5
 #: Right after a ``queued`` answer, a single reading counted from the create is aimed at once if it
 #: places the end within this many seconds (the query goes to the latest of them).
 CREATE_SPREAD = 3 * FINAL_SPREAD
+#: After an answer without progress (``queued``), the next query waits until the video has existed
+#: for at least this share of the ceiling (and as long again as it has so far): a queued answer says
+#: nothing about the end, and a reading taken that late places it within seconds. Just past half:
+#: the end of a video 1.5 ceilings long is then within one ceiling of the reading, and one that
+#: takes half a ceiling and a floor (90 s with a 30 s floor and the default ceiling) is passed by
+#: no more than a few seconds.
+QUEUED_AGE = 0.53
 #: ``created_at`` further back than this is not trusted as the processing start (clock skew, old tasks).
 MAX_TRUSTED_AGE = 24 * 60 * 60
 
@@ -124,28 +138,54 @@ class PollSchedule:
         assert self.ceiling is not None
         if task.says_done:
             return self.floor  # done but no URL yet: it should follow at once
-        end, spread = self._estimate_end(task, now)
+        end, spread, earliest = self._estimate_end(task, now)
         if end is None:
-            delay = now - self._origin(task, now)
+            delay = self._nothing_known_delay(task, now)
         else:
             remaining = end - now
             if spread <= FINAL_SPREAD or remaining < 2 * self.floor:
                 delay = remaining + min(END_MARGIN, self.floor)
-                if delay > self.ceiling:  # equal waits, the last on the end, not a floor after it
-                    delay /= math.ceil(delay / self.ceiling)
-            else:
-                delay = min(
-                    REFINE_FRACTION * remaining, remaining - self.floor, MAX_LEAP * self._observed(now)
-                )
+                if delay > self.ceiling and earliest - now > self.ceiling:
+                    delay /= math.ceil(delay / self.ceiling)  # equal waits, the last on the end
+                delay = min(delay, self.ceiling)  # the end may come within a ceiling: look there
+            else:  # half-way, to measure the rate; a leap from one reading as far as nothing known
+                leap = MAX_LEAP * self._observed(now)
+                if self._first is not None and self._first.time == now:
+                    leap = max(leap, self._nothing_known_delay(task, now))
+                delay = min(REFINE_FRACTION * remaining, remaining - self.floor, leap)
         return min(self.ceiling, max(self.floor, delay))
 
-    def _estimate_end(self, task: VideoTask, now: float) -> tuple[float | None, float]:
-        """The estimated Unix time of completion (``None`` if unknown), and how many seconds it may be off."""
+    def _nothing_known_delay(self, task: VideoTask, now: float) -> float:
+        """
+        The wait while no answer has placed the end (``queued``, or a first reading).
+
+        As long again as the video has existed, and until it has existed for :data:`QUEUED_AGE`
+        of the ceiling: a reading that late places a video of up to 1.5 ceilings long within one
+        wait of its end. A first reading that bounds the end sooner is queried at that bound.
+        """
+        assert self.ceiling is not None
+        age = now - self._origin(task, now)
+        delay = max(age, QUEUED_AGE * self.ceiling - age)
+        first = self._first
+        if first is not None and first.time == now and not first.after_queue:
+            # The end were the progress a percent more, over the longest the video can have existed
+            # (created_at names whole seconds): a short video is not passed over.
+            seen = now - first.started + 0.5
+            delay = min(delay, seen * 100 / (first.progress + 1) - seen)
+        return delay
+
+    def _estimate_end(self, task: VideoTask, now: float) -> tuple[float | None, float, float]:
+        """
+        The estimated Unix time of completion (``None`` if unknown), its spread, and its earliest.
+
+        The spread is how many seconds before the estimate the video may be done; the earliest is
+        the soonest it can be done, were each reading a percent more than shown.
+        """
         progress = task.progress or 0
         if not 1 <= progress <= 99:
             if progress == 0:
                 self._queued_at = now  # not started yet: processing begins after this answer
-            return None, math.inf
+            return None, math.inf, math.inf
         first = self._first
         if first is None or progress < first.progress:  # the first reading, or generation restarted
             queued = self._queued_at is not None
@@ -158,19 +198,25 @@ class PollSchedule:
             # conservative rate counts one percent less, and the end is off by 1/(gained - 1) at most.
             remaining = (100 - progress) * (now - first.time) / (gained - 1)
             spread = remaining / (gained - 1)
+            soonest = now + (99 - progress) * (now - first.time) / (gained + 1)  # a percent more each way
             if first.after_queue:  # was progress counted from the create, through the queue?
                 pinned = _end_from_create(created, ((first.time, first.progress), (now, progress)))
                 if pinned is not None and pinned[1] < spread:
-                    return pinned
-            return now + remaining, spread
+                    return pinned[0], pinned[1], pinned[0] - pinned[1]
+            return now + remaining, spread, soonest
         if first.after_queue and now == first.time:
             pinned = _end_from_create(created, ((now, progress),))
             if pinned is not None and pinned[1] <= CREATE_SPREAD:
-                return pinned[0], 0.0  # aimed at its latest end: no query left to refine it
+                return pinned[0], 0.0, pinned[0] - pinned[1]  # aimed at its latest end: no query left
         elapsed = now - first.started
         if elapsed < MIN_OBSERVED:  # timestamps are whole seconds: too short to extrapolate from
-            return None, math.inf
-        return first.started + elapsed * 100 / (progress + 0.5), math.inf
+            return None, math.inf, math.inf
+        # Progress is rounded down: the reading places the end before its latest, aimed at when near.
+        return (
+            first.started + elapsed * 100 / progress,
+            math.inf,
+            first.started + elapsed * 100 / (progress + 1),
+        )
 
     def _observed(self, now: float) -> float:
         """Seconds of processing the first reading's estimate rests on, up to now."""
@@ -220,6 +266,57 @@ class PollStep:
     task: VideoTask
     message: str
     delay: float = 0.0
+
+    @property
+    def reading(self) -> str:
+        """Where the task stands (``processing 45%``): a wait logs a line when this changes."""
+        return self.task.describe()
+
+
+@dataclass(frozen=True)
+class Look:
+    """
+    An answer read before the wait began (a deferring sensor's look): the wait's first query.
+
+    A wait handed a look does not query early again: :meth:`VideoWait.step` reads it as the answer
+    to its first query, and the next one follows the schedule from :attr:`read_at`. It travels in
+    the trigger's arguments as :meth:`to_kwargs` gives it: the status, the progress, ``created_at``
+    and the time it was read, nothing else (no URL, no message; never a secret).
+
+    :param task: the answer (only its status, progress and ``created_at`` are kept).
+    :param read_at: Unix time the answer was read.
+    """
+
+    task: VideoTask
+    read_at: float
+
+    def to_kwargs(self) -> dict[str, Any]:
+        """The look as JSON-serializable trigger arguments."""
+        return {
+            "status": self.task.status,
+            "progress": self.task.progress,
+            "created_at": self.task.created_at,
+            "read_at": self.read_at,
+        }
+
+    @classmethod
+    def from_kwargs(cls, video_task_id: str, kwargs: Any) -> Look | None:
+        """
+        A look from :meth:`to_kwargs`'s arguments; ``None`` when they do not hold one.
+
+        :param video_task_id: the video task id the look was read for.
+        :param kwargs: the trigger's ``first_answer`` argument.
+        """
+        if not isinstance(kwargs, dict):
+            return None
+        status, read_at = kwargs.get("status"), kwargs.get("read_at")
+        if not isinstance(status, str) or not isinstance(read_at, int | float) or isinstance(read_at, bool):
+            return None
+        task = VideoTask.from_data(
+            {"status": status, "progress": kwargs.get("progress"), "created_at": kwargs.get("created_at")},
+            video_task_id=video_task_id,
+        )
+        return cls(task, float(read_at))
 
 
 class VideoWait:

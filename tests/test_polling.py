@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 
 import pytest
 
-from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL, END_MARGIN, PollSchedule, VideoWait
+from airflow_grok_video.emulator.progress import ProgressModel
+from airflow_grok_video.emulator.tasks import EmulatedVideo
+from airflow_grok_video.polling import (
+    DEFAULT_MAX_POLL_INTERVAL,
+    END_MARGIN,
+    QUEUED_AGE,
+    Look,
+    PollSchedule,
+    VideoWait,
+)
 from airflow_grok_video.video_task import VideoTask
 
 CREATED = 1_000_000
@@ -31,24 +41,30 @@ def test_first_query_is_jittered_within_the_floor(ceiling: float | None, earlies
     assert min(delays) < earliest + 1.0 and max(delays) > 9.0  # spread over the whole range
 
 
-def test_nothing_known_yet_waits_as_long_again_as_the_video_has_existed() -> None:
+def test_nothing_known_yet_waits_past_half_the_ceiling_then_as_long_again() -> None:
     schedule = PollSchedule(5.0, 120.0)
-    # created_at names a whole second: the video is taken to be born in its middle.
-    assert schedule.next_delay(answer("queued", 0), CREATED + 12) == 11.5
-    assert schedule.next_delay(answer("queued", 0), CREATED + 2) == 5.0  # never below the floor
-    assert schedule.next_delay(answer("queued", 0), CREATED + 500) == 120.0  # nor above the ceiling
+    # created_at names a whole second: the video is taken to be born in its middle. A queued answer
+    # says nothing of the end: the next query comes once the video has existed QUEUED_AGE of the ceiling,
+    assert QUEUED_AGE * 120 > 60
+    assert schedule.next_delay(answer("queued", 0), CREATED + 12) == pytest.approx(QUEUED_AGE * 120 - 11.5)
+    assert schedule.next_delay(answer("queued", 0), CREATED + 100) == 99.5  # then as long again,
+    assert schedule.next_delay(answer("queued", 0), CREATED + 500) == 120.0  # never above the ceiling
+    assert PollSchedule(5.0, 8.0).next_delay(answer("queued", 0), CREATED + 2) == 5.0  # nor below the floor
 
 
 def test_one_reading_goes_half_way_to_the_estimated_end() -> None:
     schedule = PollSchedule(5.0, 300.0)
-    # 19.5 s after the create, 19% (19.5% in the middle of the rounding): the end is 100 s after it.
+    # 19.5 s after the create, 19% (rounded down: the latest end it can mean is 102.6 s after it).
     delay = schedule.next_delay(answer("processing", 19), CREATED + 20)
-    assert delay == pytest.approx(0.5 * (0.5 + 100 - 20))
+    assert delay == pytest.approx(0.5 * (0.5 + 19.5 * 100 / 19 - 20))
 
 
-def test_a_reading_right_after_the_create_is_not_extrapolated() -> None:
-    # 1.5 s is too short to extrapolate from whole-second timestamps: wait as long again.
-    assert PollSchedule(1.0, 120.0).next_delay(answer("processing", 20), CREATED + 2) == 1.5
+def test_a_reading_right_after_the_create_is_queried_no_later_than_its_earliest_end() -> None:
+    # 1.5 s is too short to extrapolate from whole-second timestamps; but 20% after at most 2 s says
+    # the video may be done 2 * 100 / 21 s after the create: the next query goes no later.
+    assert PollSchedule(1.0, 120.0).next_delay(answer("processing", 20), CREATED + 2) == pytest.approx(
+        2 * 100 / 21 - 2
+    )
 
 
 def test_two_readings_aim_just_after_the_end() -> None:
@@ -67,10 +83,11 @@ def test_a_rate_measured_over_a_short_stretch_is_refined_first() -> None:
     assert delay == pytest.approx(0.5 * end_in)
 
 
-def test_a_single_low_reading_is_not_extrapolated_far() -> None:
+def test_a_single_low_reading_is_not_extrapolated_further_than_nothing_known() -> None:
     schedule = PollSchedule(5.0, 300.0)
-    # 1% seen 5.5 s in: the estimate (367 s) rests on too little; go at most 8x what was seen.
-    assert schedule.next_delay(answer("processing", 1), CREATED + 6) == pytest.approx(8 * 5.5)
+    # 1% seen 5.5 s in: the estimate (550 s) rests on too little; go no further than a queued
+    # answer would (until the video has existed QUEUED_AGE of the ceiling), not half-way (272 s).
+    assert schedule.next_delay(answer("processing", 1), CREATED + 6) == pytest.approx(QUEUED_AGE * 300 - 5.5)
 
 
 def test_a_reading_after_the_queue_is_aimed_at_as_counted_from_the_create() -> None:
@@ -106,7 +123,8 @@ def test_done_without_a_url_asks_again_at_the_floor() -> None:
 def test_created_at_from_a_skewed_clock_is_not_trusted() -> None:
     schedule = PollSchedule(5.0, 120.0, started=CREATED + 100)
     future = answer("queued", 0, created_at=CREATED + 3600)
-    assert schedule.next_delay(future, CREATED + 110) == 10.0  # measured from when the wait began
+    # Measured from when the wait began, 10 s before.
+    assert schedule.next_delay(future, CREATED + 110) == pytest.approx(QUEUED_AGE * 120 - 10)
 
 
 def test_progress_going_backwards_starts_the_estimate_again() -> None:
@@ -216,3 +234,112 @@ def test_the_step_reads_statuses_the_api_does_not_document() -> None:
     )
     for status in ("succeeded", "rendering"):
         assert wait.step(read(status=status), CREATED + 600).status == "timeout"
+
+
+def test_a_queued_look_is_followed_by_a_reading_that_places_the_end() -> None:
+    # The issue's model: a 180 s video, queued for its first 20 %, progress counted from the create.
+    # A look 3 s after the create finds it queued; the next query comes once the video has existed
+    # past half the ceiling, when it shows progress, and that one reading aims the next at the end.
+    schedule = PollSchedule(30.0, 120.0)
+    first = schedule.next_delay(answer("queued", 0), CREATED + 3)
+    assert first == pytest.approx(QUEUED_AGE * 120 - 2.5)
+    at = CREATED + 3 + first
+    reading = int((at - CREATED - 0.5) / 180 * 100)
+    assert reading >= 35  # past the queue (36 s)
+    aimed = schedule.next_delay(answer("processing", reading), at)
+    assert at + aimed >= CREATED + 0.5 + 180  # at or after the end, in one wait
+    assert at + aimed - (CREATED + 0.5 + 180) < 5
+
+
+def test_an_end_just_past_the_ceiling_is_looked_for_at_the_ceiling() -> None:
+    schedule = PollSchedule(5.0, 120.0)
+    schedule.next_delay(answer("processing", 3), CREATED + 7)
+    # 31% more in 57 s: the end is 122-126 s away (a percent either way), the earliest within a
+    # ceiling: one query there, not two equal waits.
+    assert schedule.next_delay(answer("processing", 34), CREATED + 64) == 120.0
+
+
+def test_a_look_travels_as_serializable_trigger_arguments() -> None:
+    task = VideoTask.from_data(
+        {"status": "Processing", "progress": 40, "created_at": CREATED, "error_message": "x"},
+        video_task_id="video_1",
+    )
+    kwargs = Look(task, CREATED + 30.25).to_kwargs()
+    assert kwargs == {
+        "status": "processing",
+        "progress": 40,
+        "created_at": CREATED,
+        "read_at": CREATED + 30.25,
+    }
+    look = Look.from_kwargs("video_1", json.loads(json.dumps(kwargs)))
+    assert look == Look(VideoTask("video_1", "processing", progress=40, created_at=CREATED), CREATED + 30.25)
+    for junk in (
+        None,
+        "x",
+        {},
+        {"status": "queued"},
+        {"status": 1, "read_at": 1.0},
+        {"status": "q", "read_at": True},
+    ):
+        assert Look.from_kwargs("video_1", junk) is None
+
+
+def simulate(
+    path: str, model: ProgressModel, generation: float, floor: float, rng: random.Random
+) -> tuple[int, float]:
+    """
+    One wait on the emulator's own video model, in simulated time, as each path takes it.
+
+    ``worker``: a sensor's look 1-8 s after the create, handed to its trigger (started 0.5-3 s
+    later) as its first query;
+    ``triggerer``: a trigger started 1-8 s after the create; ``operator``: 0.5-3 s after it.
+    Returns the requests (the create included) and the detection lag.
+    """
+    created = CREATED + rng.random()
+    video = EmulatedVideo(
+        "video_1", "grok-imagine-video-1.5", "p", "https://example.com/a.png", 10, "16:9",
+        created=created, queue_seconds=1.0, generation_seconds=generation, progress_model=model,
+    )  # fmt: skip
+    now = created + (rng.uniform(0.5, 3.0) if path == "operator" else rng.uniform(1.0, 8.0))
+    wait = VideoWait("video_1", PollSchedule(floor, DEFAULT_MAX_POLL_INTERVAL, started=now), now + 3600)
+    look = (
+        Look(VideoTask.from_data(video.view("", now), video_task_id="video_1"), now)
+        if path == "worker"
+        else None
+    )
+    queries = 0 if look is None else 1
+    now += wait.first_delay(now) if look is None else rng.uniform(0.5, 3.0)  # the trigger's start
+    while True:
+        if look is None:
+            queries += 1
+            task, read_at = VideoTask.from_data(video.view("", now), video_task_id="video_1"), now
+        else:
+            task, read_at, look = look.task, look.read_at, None
+        step = wait.step(task, read_at)
+        if step.status == "success":
+            return 1 + queries, read_at - video.done_at
+        now = max(now, read_at + step.delay)
+
+
+@pytest.mark.parametrize("path", ["worker", "triggerer", "operator"])
+@pytest.mark.parametrize("floor", [30.0, 15.0])
+def test_every_path_needs_at_most_four_requests_for_the_issues_model(path: str, floor: float) -> None:
+    # A queue of 20 % of the time, progress counted from the create (issue 25): the look before
+    # deferring is the wait's first query, so a sensor started in a worker pays nothing for it.
+    model = ProgressModel(queue=0.2, origin="created")
+    for generation in (90.0, 120.0, 180.0):
+        random.seed(generation)
+        rng = random.Random(generation)
+        runs = [simulate(path, model, generation, floor, rng) for _ in range(60)]
+        assert statistics.mean(r for r, _ in runs) <= 4.0, (generation, runs)
+        assert statistics.mean(lag for _, lag in runs) <= 5.0, (generation, runs)
+
+
+@pytest.mark.parametrize("path", ["worker", "triggerer", "operator"])
+def test_a_video_that_shows_no_progress_is_noticed_within_the_ceiling(path: str) -> None:
+    rng = random.Random(path)
+    for queue in (0.0, 0.3):
+        for generation in (30.0, 90.0, 180.0, 400.0):
+            model = ProgressModel(queue=queue, shape="none")
+            lags = [simulate(path, model, generation, 15.0, rng)[1] for _ in range(20)]
+            assert max(lags) <= DEFAULT_MAX_POLL_INTERVAL

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import types
 from collections.abc import AsyncIterator, Awaitable
@@ -13,7 +14,7 @@ from airflow.triggers.base import TriggerEvent
 
 from airflow_grok_video.emulator import Fault, GrokVideoEmulator, Rule
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
-from airflow_grok_video.polling import END_MARGIN, FINAL_SPREAD
+from airflow_grok_video.polling import END_MARGIN, FINAL_SPREAD, Look
 from airflow_grok_video.triggers.grok_video import GrokVideoTrigger
 from tests.conftest import API_KEY, conn_json
 
@@ -45,6 +46,7 @@ def test_serializes_ids_and_times_only() -> None:
         "end_time": 1_800_000_000.0,
         "max_poll_interval": 90.0,
         "success_xcoms": None,
+        "first_answer": None,
     }
     assert GrokVideoTrigger(**kwargs).serialize() == (path, kwargs)
 
@@ -74,6 +76,115 @@ async def test_adaptive_polling_follows_progress(emulator: GrokVideoEmulator) ->
     # and it still noticed the end soon after: its last query aims at an end known within
     # FINAL_SPREAD seconds (on this short scale the rounding of progress is most of that).
     assert detected - (created + 0.2 + 8) < FINAL_SPREAD + END_MARGIN + 0.5
+
+
+class LogLines:
+    """Stands in for a trigger's logger: keeps each line it would log, formatted."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, msg: str, *args: Any) -> None:
+        self.lines.append(msg % args)
+
+    warning = error = debug = info
+
+
+async def test_the_look_before_deferring_is_the_first_query(emulator: GrokVideoEmulator) -> None:
+    # A sensor looked once before deferring and found the video queued: the trigger takes that
+    # answer as its first query's and goes on from it, querying no sooner than the schedule says
+    # (after a queued answer: until the video has existed QUEUED_AGE of the ceiling, here 5.3 s),
+    # so with its deadline 1.5 s away it makes one query, there, and times out.
+    emulator.add_rule(Rule(prompt_contains="slow", generation_seconds=600))
+    task_id = create("a slow fox")
+    look = Look(GrokVideoHook().get_video_task(task_id), time.time())
+    assert look.task.status in ("queued", "processing") and not look.task.progress
+    trigger = GrokVideoTrigger(
+        task_id,
+        "grok_video_default",
+        poll_interval=0.2,
+        end_time=look.read_at + 1.5,
+        max_poll_interval=10.0,
+        first_answer=look.to_kwargs(),
+    )
+    _, kwargs = trigger.serialize()
+    assert kwargs["first_answer"] == json.loads(json.dumps(look.to_kwargs()))  # as the triggerer stores it
+    [event] = await run_trigger(GrokVideoTrigger(**kwargs))
+    assert event["status"] == "timeout"
+    queries = [r for r in emulator.requests if r.method == "GET"]
+    assert len(queries) == 2  # the look, then the one at the deadline
+    assert queries[1].time >= look.read_at + 1.4
+
+
+async def test_without_a_look_the_trigger_starts_from_nothing(emulator: GrokVideoEmulator) -> None:
+    emulator.add_rule(Rule(prompt_contains="slow", generation_seconds=600))
+    task_id = create("a slow fox")
+    started = time.time()
+    trigger = GrokVideoTrigger(
+        task_id, "grok_video_default", poll_interval=0.2, end_time=started + 1.5, max_poll_interval=10.0
+    )
+    [event] = await run_trigger(trigger)
+    assert event["status"] == "timeout"
+    [first, *_] = [r for r in emulator.requests if r.method == "GET"]
+    assert first.time - started < 0.5  # within the floor, jittered
+
+
+@pytest.mark.parametrize(
+    ("look", "status"),
+    [({"status": "failed", "read_at": 1.0}, "failed"), ({"status": "processing", "read_at": 1.0}, "timeout")],
+)
+async def test_a_look_is_read_by_the_same_step_as_every_query(
+    emulator: GrokVideoEmulator, look: dict[str, Any], status: str
+) -> None:
+    # A look that says the task ended (the sensor would have failed already) ends the wait as a query
+    # would; one read after the deadline times out: neither queries again.
+    task_id = create()
+    trigger = GrokVideoTrigger(
+        task_id, "grok_video_default", poll_interval=1, end_time=0.5, first_answer=look
+    )
+    [event] = await run_trigger(trigger)
+    assert event["status"] == status
+    assert emulator.count("GET") == 0
+
+
+def test_a_deferring_sensor_hands_its_look_to_the_trigger(emulator: GrokVideoEmulator) -> None:
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    from airflow_grok_video.sensors.grok_video import GrokVideoSensor
+
+    emulator.add_rule(Rule(prompt_contains="slow", generation_seconds=600))
+    task_id = create("a slow fox")
+    sensor = GrokVideoSensor(
+        task_id="wait", video_task_id=task_id, deferrable=True, start_in_triggerer=False, poke_interval=30
+    )
+    before = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})  # type: ignore[arg-type]
+    assert emulator.count("GET") == 1  # the look
+    _, kwargs = deferred.value.trigger.serialize()
+    answer = kwargs["first_answer"]
+    assert set(answer) == {"status", "progress", "created_at", "read_at"}  # nothing else: no URL, no key
+    assert answer["status"] in ("queued", "processing") and not answer["progress"]
+    assert before <= answer["read_at"] <= time.time()
+    assert answer["created_at"] == int(emulator.tasks[task_id].created)
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    assert API_KEY not in json.dumps(kwargs)
+
+
+async def test_progress_is_logged_when_the_reading_changes_not_on_every_poll(
+    emulator: GrokVideoEmulator,
+) -> None:
+    emulator.add_rule(Rule(prompt_contains="slow", generation_seconds=600))
+    task_id = create("a slow fox")
+    trigger = trigger_for(task_id, timeout=1.2, poll=0.05)
+    trigger._log = log = LogLines()  # type: ignore[assignment]
+    [event] = await run_trigger(trigger)
+    assert event["status"] == "timeout"
+    polls = emulator.count("GET")
+    assert polls >= 10
+    readings = [line for line in log.lines if line.startswith(f"Grok video task {task_id}:")]
+    # queued for 0.2 s, then processing 1% (2% comes after 12 s): two readings, one line each
+    assert [line.split(": ")[1].split(";")[0] for line in readings] == ["queued 0%", "processing 1%"]
 
 
 async def test_waits_on_one_connection_share_one_http_session(

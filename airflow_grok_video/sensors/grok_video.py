@@ -26,7 +26,13 @@ from airflow_grok_video import metrics
 from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoGenerationFailed
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
 from airflow_grok_video.links.grok_video import VIDEO_URL_XCOM_KEY, GrokVideoLink, success_xcoms
-from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL, DEFERRAL_GRACE, PollSchedule, VideoWait
+from airflow_grok_video.polling import (
+    DEFAULT_MAX_POLL_INTERVAL,
+    DEFERRAL_GRACE,
+    Look,
+    PollSchedule,
+    VideoWait,
+)
 from airflow_grok_video.video_task import url_for_logs
 
 if TYPE_CHECKING:
@@ -45,7 +51,8 @@ class GrokVideoSensor(BaseSensorOperator):
     output of a task that is not mapped (or in the same mapped task group as that task, or
     mapped over a mapped task's output) also starts there, without a worker (unless
     ``start_in_triggerer=False``); otherwise it starts in a worker, looks
-    once (a video already done is handed on at once) and defers. While waiting it logs the status
+    once (a video already done is handed on at once) and defers, handing that answer to the
+    trigger as its first query's (no query is spent twice). While waiting it logs the status
     and progress (``processing 45%``). A ``failed`` task, or one whose undocumented status says it
     ended (``cancelled``, ``expired``, ...), fails the sensor without retries, with the API's
     ``error_message``. ``timeout`` bounds the wait in every mode; with
@@ -142,12 +149,15 @@ class GrokVideoSensor(BaseSensorOperator):
         if not self.deferrable:
             self._wait = self._video_wait(deadline=self._started(context) + self.timeout)
             return super().execute(context)
-        finished = self._finished_already(context)
+        finished, look = self._first_look(context)
         if finished is not None:
             return finished
         from airflow_grok_video.triggers.grok_video import defer_until_done
 
-        self.log.info("Deferring: waiting for Grok video task %s in the triggerer", self.video_task_id)
+        seen = "" if look is None else f" ({look.task.describe()})"
+        self.log.info(
+            "Deferring: waiting for Grok video task %s%s in the triggerer", self.video_task_id, seen
+        )
         defer_until_done(
             self,
             video_task_id=self.video_task_id,
@@ -156,19 +166,23 @@ class GrokVideoSensor(BaseSensorOperator):
             max_poll_interval=self.max_poll_interval,
             timeout=self.timeout,
             return_value="video_url",
+            first_answer=look,
         )
 
-    def _finished_already(self, context: Context) -> str | None:
+    def _first_look(self, context: Context) -> tuple[str | None, Look | None]:
         """
-        Look once before deferring: a wait that has ended needs no trip to the triggerer.
+        Look once before deferring: the wait's first query, whose answer the trigger goes on from.
 
         The answer is read by :meth:`VideoWait.step`, as every query of the wait is: a video done
-        is handed on; a ``failed`` one fails the task now, as does a wait whose ``timeout`` has
-        passed, and an answer that will not change (a refused key, an unknown video task, the
-        API's refusal), as the deferred wait would after its first query (skipped with
-        ``soft_fail``). A wait that goes on, or a transient error, is left to the deferred wait.
+        is handed on (its URL returned); a ``failed`` one fails the task now, as does a wait whose
+        ``timeout`` has passed, and an answer that will not change (a refused key, an unknown video
+        task, the API's refusal), as the deferred wait would after its first query (skipped with
+        ``soft_fail``). A wait that goes on returns the answer as a :class:`Look`, handed to the
+        trigger so that it does not query early again; a transient error returns neither, and the
+        trigger starts from nothing.
 
         :param context: the task's context.
+        :return: the video URL of a video already done, or the look to defer with.
         """
         try:
             task = self.hook.get_video_task(self.video_task_id, deadline=time.time())  # no retries
@@ -176,21 +190,22 @@ class GrokVideoSensor(BaseSensorOperator):
             if not error.transient:
                 self._fail_now(error)
             self.log.info("Grok video task %s: first look failed (%s); deferring", self.video_task_id, error)
-            return None
-        step = self._video_wait(deadline=self._started(context) + self.timeout).step(task, time.time())
+            return None, None
+        read_at = time.time()
+        step = self._video_wait(deadline=self._started(context) + self.timeout).step(task, read_at)
         if step.status == "failed":
             metrics.count("failed", dag_id=self.dag_id, task_id=self.task_id)
             self._fail_now(GrokVideoGenerationFailed(self.video_task_id, step.task.error_message))
         if step.status == "timeout":
             self._fail_now(AirflowSensorTimeout(step.message))
         if step.status != "success":
-            return None
+            return None, Look(task, read_at)
         video_url = cast("str", step.task.video_url)  # a success has its URL
         self.log.info(
             "Grok video task %s: already completed, %s", self.video_task_id, url_for_logs(video_url)
         )
         context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=video_url)
-        return video_url
+        return video_url, None
 
     def _fail_now(self, error: Exception) -> NoReturn:
         """Raise ``error``, or skip the task with ``soft_fail``, as a resumed wait would."""

@@ -25,7 +25,7 @@ from airflow_grok_video.exceptions import (
 from airflow_grok_video.hooks import _clients  # noqa: F401
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
 from airflow_grok_video.links.grok_video import SuccessValue, success_xcoms
-from airflow_grok_video.polling import DEFERRAL_GRACE, PollSchedule, VideoWait
+from airflow_grok_video.polling import DEFERRAL_GRACE, Look, PollSchedule, VideoWait
 from airflow_grok_video.video_task import url_for_logs
 
 if TYPE_CHECKING:
@@ -61,6 +61,10 @@ class GrokVideoTrigger(BaseTrigger):
         ``poll_interval``) polls every ``poll_interval`` seconds.
     :param success_xcoms: on success, end the task here, pushing under each XCom key the video's
         ``video_url`` or its ``video_task_id``; ``None`` resumes the task in a worker.
+    :param first_answer: the answer the deferring task read just before deferring, as
+        :meth:`~airflow_grok_video.polling.Look.to_kwargs` gives it (status, progress,
+        ``created_at``, ``read_at``): it is the wait's first query, and the schedule goes on from
+        it; ``None`` starts from nothing (the first query after a jittered floor).
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class GrokVideoTrigger(BaseTrigger):
         end_time: float | None,
         max_poll_interval: float | None = None,
         success_xcoms: dict[str, SuccessValue] | None = None,
+        first_answer: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.video_task_id = video_task_id
@@ -79,6 +84,7 @@ class GrokVideoTrigger(BaseTrigger):
         self.end_time = end_time
         self.max_poll_interval = max_poll_interval
         self.success_xcoms = success_xcoms
+        self.first_answer = first_answer
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Return the class path and the arguments that rebuild this trigger."""
@@ -91,6 +97,7 @@ class GrokVideoTrigger(BaseTrigger):
                 "end_time": self.end_time,
                 "max_poll_interval": self.max_poll_interval,
                 "success_xcoms": self.success_xcoms,
+                "first_answer": self.first_answer,
             },
         )
 
@@ -141,28 +148,41 @@ class GrokVideoTrigger(BaseTrigger):
         wait = VideoWait(
             self.video_task_id, PollSchedule(self.poll_interval, self.max_poll_interval), end_time
         )
-        await asyncio.sleep(wait.first_delay(time.time()))
+        look = Look.from_kwargs(self.video_task_id, self.first_answer)
+        if look is None:
+            await asyncio.sleep(wait.first_delay(time.time()))
+        shown = None if look is None else look.task.describe()  # the deferring task logged it
         while True:
-            try:
-                task = await hook.aget_video_task(self.video_task_id, deadline=end_time)
-                step = wait.step(task, time.time())
-            except GrokVideoAPIError as error:
-                return self._event(
-                    "error",
-                    str(error),
-                    error_type=type(error).__name__,
-                    http_status=error.http_status,
-                    code=error.code,
-                    msg=error.msg,
-                )
+            if look is not None:  # the answer read before deferring is the first query's
+                task, read_at, look = look.task, look.read_at, None
+            else:
+                try:
+                    task = await hook.aget_video_task(self.video_task_id, deadline=end_time)
+                except GrokVideoAPIError as error:
+                    return self._error_event(error)
+                read_at = time.time()
+            step = wait.step(task, read_at)
             if step.status == "success":
                 return self._event(step.status, step.message, video_url=step.task.video_url)
             if step.status == "failed":
                 return self._event(step.status, step.message, error_message=step.task.error_message)
             if step.status == "timeout":
                 return self._event(step.status, step.message)
-            self.log.info("%s", step.message)
-            await asyncio.sleep(step.delay)
+            if step.reading != shown:  # a line when the reading changes, not on every poll
+                shown = step.reading
+                self.log.info("%s", step.message)
+            await asyncio.sleep(max(0.0, read_at + step.delay - time.time()))
+
+    def _error_event(self, error: GrokVideoAPIError) -> dict[str, Any]:
+        """The ``error`` event of a query that failed (after the hook's retries)."""
+        return self._event(
+            "error",
+            str(error),
+            error_type=type(error).__name__,
+            http_status=error.http_status,
+            code=error.code,
+            msg=error.msg,
+        )
 
     def _end_time(self) -> float:
         """When the wait gives up: ``end_time``, or the trigger timeout Airflow set, less the grace."""
@@ -273,6 +293,7 @@ def defer_until_done(
     max_poll_interval: float | None,
     timeout: float,
     return_value: SuccessValue,
+    first_answer: Look | None = None,
 ) -> NoReturn:
     """
     Defer ``task`` to a :class:`GrokVideoTrigger` that ends it on success.
@@ -288,6 +309,8 @@ def defer_until_done(
     :param max_poll_interval: the longest wait between two queries (``None``: every ``poll_interval``).
     :param timeout: seconds from now after which the wait ends with a ``timeout`` event.
     :param return_value: what the task returns on success: the ``video_url`` or the ``video_task_id``.
+    :param first_answer: the answer the task read just before deferring (a wait that goes on):
+        the trigger takes it as its first query's instead of querying early again.
     """
     trigger = GrokVideoTrigger(
         video_task_id=video_task_id,
@@ -296,6 +319,7 @@ def defer_until_done(
         end_time=time.time() + timeout,
         max_poll_interval=max_poll_interval,
         success_xcoms=success_xcoms(task, return_value),
+        first_answer=None if first_answer is None else first_answer.to_kwargs(),
     )
     task.defer(
         trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=timeout) + DEFERRAL_GRACE
