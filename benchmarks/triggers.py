@@ -5,9 +5,12 @@
 - anchor (a): the HTTP provider's ``HttpSensorTrigger`` (a new session and a connection lookup per poll;
   it polls a task id the emulator answers 404 for, which is how it keeps waiting);
 - anchor (b), the floor: one shared ``aiohttp`` session doing GET + JSON parse in a bare loop, with the
-  same jittered start.
+  same jittered start;
+- anchor (c), the previous code: ``GrokVideoTrigger`` of ``--anchor`` (a commit; ``git archive`` of its
+  ``airflow_grok_video`` first on ``PYTHONPATH``), measured the same way in the same run.
 
-Each scenario runs in a fresh process (for RSS); the emulator runs in another. Reports, as medians of
+Each scenario runs in a fresh process (for RSS), logging at INFO as a triggerer does (what a wait logs is
+part of its cost); the emulator runs in another. Reports, as medians of
 ``--runs`` runs: CPU ms per poll after the first 2 s (and, apart, with them: each of our waits resolves
 its connection at its first query), net of an idle run of the same measuring process; peak RSS per
 1,000 waits; worst event-loop lag after the first 2 s (and, apart, during them; the last second, when
@@ -18,6 +21,7 @@ every wait of the benchmark times out at the same instant, is left out); polls a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -25,13 +29,19 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 DURATION = 6.0
 WARM_UP = 2.0  # every wait has made its first query (and resolved its connection) by then
 KEY = "sk_bench_key"
-MODES = ("ours", "http_sensor", "floor")
+MODES = ("ours", "previous", "http_sensor", "floor")
+REPO = Path(__file__).resolve().parent.parent
+#: The code measured as "previous": main before issue 25 (the look handed on, a line per reading).
+DEFAULT_ANCHOR = "f4c7f89"
 
 
 def free_port() -> int:
@@ -93,7 +103,7 @@ async def main():
     import aiohttp
     # Each scenario imports its trigger class before the timing, as a triggerer loads it once; what
     # its first queries import on top of that is a start-up stall, and is measured.
-    if mode == "ours":
+    if mode in ("ours", "previous"):
         import airflow_grok_video.triggers.grok_video
     elif mode == "http":
         import airflow.providers.http.triggers.http
@@ -122,7 +132,7 @@ async def main():
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             await asyncio.gather(*(floor(session, t, end) for t in ids))
     else:
-        runner = ours if mode == "ours" else http_sensor
+        runner = http_sensor if mode == "http_sensor" else ours
         await asyncio.gather(*(runner(t, end) for t in ids))
     tick.cancel()
     await marker
@@ -135,25 +145,57 @@ asyncio.run(main())
 """
 
 
-def scenario(mode: str, ids: list[str], base: str, idle: dict[str, float] | None = None) -> dict[str, float]:
+@contextlib.contextmanager
+def checkout(commit: str | None) -> Iterator[str | None]:
+    """That commit's ``airflow_grok_video`` in a temporary directory (``None`` when not asked or not found)."""
+    if not commit:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix=f"bench-{commit}-") as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", commit, "airflow_grok_video"], capture_output=True
+        )
+        if archive.returncode:
+            print(f"anchor {commit}: {archive.stderr.decode().strip()}; not measured")
+            yield None
+            return
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        yield tmp
+
+
+def scenario(
+    mode: str, ids: list[str], base: str, idle: dict[str, float] | None = None, previous: str | None = None
+) -> dict[str, float]:
     before = control(base, "stats")["queries"]
+    path = [previous] if mode == "previous" and previous else []
     env = {
         **os.environ,
+        "PYTHONPATH": os.pathsep.join([*path, os.environ.get("PYTHONPATH", "")]),
         "AIRFLOW_CONN_GROK_VIDEO_DEFAULT": json.dumps(
             {"conn_type": "grok_video", "host": base, "password": KEY}
         ),
         "AIRFLOW_CONN_BENCH_HTTP": json.dumps(
             {"conn_type": "http", "host": base, "extra": {"Authorization": f"Bearer {KEY}"}}
         ),
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        # INFO, as a triggerer runs: what a wait logs is part of its cost (the output is discarded).
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
     }
     out = subprocess.run(
-        [sys.executable, "-c", SCENARIO, mode, str(DURATION), str(WARM_UP), base],
+        [
+            sys.executable,
+            "-c",
+            SCENARIO,
+            "ours" if mode == "previous" else mode,
+            str(DURATION),
+            str(WARM_UP),
+            base,
+        ],
         input=json.dumps(ids),
         capture_output=True,
         text=True,
         env=env,
         check=True,
+        cwd=previous if mode == "previous" else None,  # `python -c` puts its directory first on sys.path
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     after = control(base, "stats")["queries"]
@@ -187,6 +229,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="100,1000", help="comma-separated numbers of concurrent waits")
     parser.add_argument("--runs", type=int, default=3, help="runs per scenario; figures are medians")
+    parser.add_argument(
+        "--anchor", default=DEFAULT_ANCHOR, help="the commit measured as the previous code ('' for none)"
+    )
     args = parser.parse_args()
     port = free_port()
     emulator = subprocess.Popen(
@@ -207,22 +252,32 @@ def main() -> None:
     try:
         assert emulator.stdout is not None
         emulator.stdout.readline()
-        for size in (int(s) for s in args.sizes.split(",")):
-            ids = create_tasks(base, size)
-            idle = median([scenario("idle", ids, base) for _ in range(args.runs)])
-            runs = [{mode: scenario(mode, ids, base, idle) for mode in MODES} for _ in range(args.runs)]
-            report(size, {mode: median([run[mode] for run in runs]) for mode in MODES}, args.runs)
+        with checkout(args.anchor) as previous:
+            modes = [m for m in MODES if m != "previous" or previous]
+            for size in (int(s) for s in args.sizes.split(",")):
+                ids = create_tasks(base, size)
+                idle = median([scenario("idle", ids, base) for _ in range(args.runs)])
+                runs = [
+                    {mode: scenario(mode, ids, base, idle, previous) for mode in modes}
+                    for _ in range(args.runs)
+                ]
+                results = {mode: median([run[mode] for run in runs]) for mode in modes}
+                report(size, results, args.runs, args.anchor if previous else None)
     finally:
         emulator.terminate()
         emulator.wait()
 
 
-def report(size: int, r: dict[str, dict[str, float]], runs: int) -> None:
+def report(size: int, r: dict[str, dict[str, float]], runs: int, anchor: str | None) -> None:
     ours, http, floor = r["ours"], r["http_sensor"], r["floor"]
+    previous = r.get("previous")
     print(f"\n{size} concurrent waits, polling every 1 s for {DURATION:g} s; medians of {runs} runs")
-    print(
-        f"{'figure':<38}{'ours':>10}{'HttpSensorTrigger':>19}{'floor':>9}{'ours/http':>11}{'ours/floor':>11}"
-    )
+    head = f"{'figure':<38}{'ours':>10}"
+    if previous is not None:
+        head += f"{f'previous ({anchor})':>20}"
+    head += f"{'HttpSensorTrigger':>19}{'floor':>9}"
+    head += f"{'ours/previous':>15}" if previous is not None else ""
+    print(head + f"{'ours/http':>11}{'ours/floor':>11}")
     for label, key, fmt in (
         ("CPU ms per poll", "cpu_ms_per_poll", "{:.3f}"),
         (f"  ... first {WARM_UP:g} s included", "cpu_ms_per_poll_all", "{:.3f}"),
@@ -232,15 +287,19 @@ def report(size: int, r: dict[str, dict[str, float]], runs: int) -> None:
     ):
         scale = 1000 if key.endswith("lag") else 1
         o, h, f = (x[key] * scale for x in (ours, http, floor))
-        print(
-            f"{label:<38}{fmt.format(o):>10}{fmt.format(h):>19}{fmt.format(f):>9}"
-            f"{(o / h if h else float('nan')):>11.2f}{(o / f if f else float('nan')):>11.2f}"
-        )
-    print(
-        f"{'polls achieved / due':<38}{ours['polls'] / ours['due']:>10.2f}"
-        f"{http['polls'] / http['due']:>19.2f}{floor['polls'] / floor['due']:>9.2f}"
-    )
-    if any(math.isnan(x["cpu_ms_per_poll"]) for x in (ours, http, floor)):
+        line = f"{label:<38}{fmt.format(o):>10}"
+        if previous is not None:
+            line += f"{fmt.format(previous[key] * scale):>20}"
+        line += f"{fmt.format(h):>19}{fmt.format(f):>9}"
+        if previous is not None:
+            p = previous[key] * scale
+            line += f"{(o / p if p else float('nan')):>15.2f}"
+        print(line + f"{(o / h if h else float('nan')):>11.2f}{(o / f if f else float('nan')):>11.2f}")
+    line = f"{'polls achieved / due':<38}{ours['polls'] / ours['due']:>10.2f}"
+    if previous is not None:
+        line += f"{previous['polls'] / previous['due']:>20.2f}"
+    print(line + f"{http['polls'] / http['due']:>19.2f}{floor['polls'] / floor['due']:>9.2f}")
+    if any(math.isnan(x["cpu_ms_per_poll"]) for x in r.values()):
         print(f"nan: under a tenth of the polls due after the first {WARM_UP:g} s were made (saturated)")
 
 

@@ -147,6 +147,33 @@ async def test_a_look_is_read_by_the_same_step_as_every_query(
     assert emulator.count("GET") == 0
 
 
+async def test_waits_resumed_late_spread_their_first_queries(emulator: GrokVideoEmulator) -> None:
+    # A triggerer taking over waits whose looks were read long ago: every next query is overdue, and
+    # they go out jittered within the floor, as from nothing, not all in the same instant.
+    emulator.add_rule(Rule(prompt_contains="slow", generation_seconds=600))
+    task_ids = [create("a slow fox") for _ in range(8)]
+    look = {
+        "status": "processing",
+        "progress": 1,
+        "created_at": int(time.time()) - 600,
+        "read_at": time.time() - 300,
+    }
+    started = time.time()
+    triggers = [
+        GrokVideoTrigger(
+            t, "grok_video_default", poll_interval=1.0, end_time=started + 1.5, max_poll_interval=120.0,
+            first_answer=look,
+        )
+        for t in task_ids
+    ]  # fmt: skip
+    events = await asyncio.gather(*(run_trigger(trigger) for trigger in triggers))
+    assert [e["status"] for [e] in events] == ["timeout"] * 8
+    firsts = [
+        min(r.time for r in emulator.requests if r.method == "GET" and r.path.endswith(t)) for t in task_ids
+    ]
+    assert all(first - started >= 0.45 for first in firsts)  # half the floor at least
+
+
 def test_a_deferring_sensor_hands_its_look_to_the_trigger(emulator: GrokVideoEmulator) -> None:
     from airflow.providers.common.compat.sdk import TaskDeferred
 
@@ -205,6 +232,54 @@ async def test_waits_on_one_connection_share_one_http_session(
     assert shared.closed
     await other.aclose()
     assert emulator.count("GET") == 3
+
+
+async def test_waits_starting_together_look_their_connection_up_once(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A triggerer that takes up many waits at once: one trip through the secrets backends for them
+    # all (each is a call in a thread, contending with the event loop), not one per wait.
+    from airflow.providers.common.compat import connection
+
+    looked_up: list[str] = []
+    real = connection.get_async_connection
+
+    async def counted(conn_id: str, hook: Any = None) -> Any:
+        looked_up.append(conn_id)
+        return await real(conn_id, hook=hook)
+
+    monkeypatch.setattr(connection, "get_async_connection", counted)
+    monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_OTHER", conn_json(emulator.base_url))
+    task_id = create()
+    hooks = [GrokVideoHook() for _ in range(20)] + [GrokVideoHook("grok_video_other")]
+    answers = await asyncio.gather(*(hook.aget_video_task(task_id) for hook in hooks))
+    assert {answer.task_id for answer in answers} == {task_id}
+    assert sorted(looked_up) == ["grok_video_default", "grok_video_other"]
+    await asyncio.gather(*(hook.aclose() for hook in hooks))
+
+
+async def test_a_failed_lookup_is_not_shared_with_later_waits(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.providers.common.compat import connection
+
+    real = connection.get_async_connection
+    failures = [RuntimeError("secrets backend down")]
+
+    async def flaky(conn_id: str, hook: Any = None) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real(conn_id, hook=hook)
+
+    monkeypatch.setattr(connection, "get_async_connection", flaky)
+    task_id = create()
+    results = await asyncio.gather(
+        *(GrokVideoHook().aget_video_task(task_id) for _ in range(3)), return_exceptions=True
+    )
+    assert [type(r) for r in results] == [RuntimeError] * 3  # the lookup they shared
+    hook = GrokVideoHook()
+    assert (await hook.aget_video_task(task_id)).task_id == task_id  # a new lookup
+    await hook.aclose()
 
 
 async def test_success_event_carries_the_url(emulator: GrokVideoEmulator) -> None:

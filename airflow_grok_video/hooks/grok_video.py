@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -25,6 +26,14 @@ if TYPE_CHECKING:
     from airflow_grok_video.hooks._settings import HttpSettings
 
 __all__ = ["DEFAULT_BASE_URL", "GrokVideoHook", "Price", "RetryPolicy", "VideoTask"]
+
+#: How long a connection looked up for the waits of one event loop is shared with the waits that
+#: start after it, in seconds (a running wait keeps the client it made, whatever its age).
+SHARED_LOOKUP_SECONDS = 60.0
+# The lookups shared per event loop, by connection id and timeouts: when it started, and the lookup.
+_LOOKUPS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, float | None, float | None], tuple[float, asyncio.Task[Any]]]
+] = weakref.WeakKeyDictionary()
 
 
 #: The largest ``price_per_second`` a connection may give: far above any plan, and low enough
@@ -232,7 +241,8 @@ class GrokVideoHook(BaseHook):
         what = f"query video task {video_task_id}"
         path = _query_path(video_task_id)
         for attempt in self.retry_policy.attempts(creates=False, deadline=deadline, log=self.log):
-            await asyncio.sleep(attempt.wait)
+            if attempt.wait:  # the first attempt does not wait: no turn of the event loop for it
+                await asyncio.sleep(attempt.wait)
             try:
                 data = await self._send_async(path, what)
             except GrokVideoAPIError as error:
@@ -394,13 +404,40 @@ class GrokVideoHook(BaseHook):
         if client is not None:
             self._async = None
             await client.close()
-        from airflow.providers.common.compat.connection import get_async_connection
-
         from airflow_grok_video.hooks._clients import AsyncClient
 
-        conn = await get_async_connection(self.grok_conn_id, hook=self)
-        self._async = AsyncClient.open(str(conn.conn_id), self._settings(conn))
+        conn_id, settings = await self._shared_lookup()
+        self._async = AsyncClient.open(conn_id, settings)
         return self._async
+
+    async def _shared_lookup(self) -> tuple[str, HttpSettings]:
+        """
+        The connection's id and HTTP settings, looked up once for the waits that start together.
+
+        Waits on one connection in one event loop (a triggerer) share the lookup in flight, and its
+        result for :data:`SHARED_LOOKUP_SECONDS`: a thousand waits starting at once make one trip
+        through the secrets backends, not a thousand (each a thread's call, contending with the
+        event loop). A lookup that fails is not kept.
+        """
+        loop = asyncio.get_running_loop()
+        lookups = _LOOKUPS.setdefault(loop, {})
+        key = (self.grok_conn_id, self.connect_timeout, self.read_timeout)
+        shared = lookups.get(key)
+        if shared is None or time.monotonic() - shared[0] > SHARED_LOOKUP_SECONDS:
+            shared = lookups[key] = (time.monotonic(), loop.create_task(self._lookup()))
+        try:
+            return await asyncio.shield(shared[1])
+        except BaseException:
+            if lookups.get(key) is shared and shared[1].done():
+                del lookups[key]
+            raise
+
+    async def _lookup(self) -> tuple[str, HttpSettings]:
+        """Look the connection up (as the triggerer does, without blocking it) and read its settings."""
+        from airflow.providers.common.compat.connection import get_async_connection
+
+        conn = await get_async_connection(self.grok_conn_id, hook=self)
+        return str(conn.conn_id), self._settings(conn)
 
 
 def base_url_of(conn: Connection) -> str:

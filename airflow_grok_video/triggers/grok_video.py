@@ -25,7 +25,7 @@ from airflow_grok_video.exceptions import (
 from airflow_grok_video.hooks import _clients  # noqa: F401
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
 from airflow_grok_video.links.grok_video import SuccessValue, success_xcoms
-from airflow_grok_video.polling import DEFERRAL_GRACE, Look, PollSchedule, VideoWait
+from airflow_grok_video.polling import DEFERRAL_GRACE, Look, PollSchedule, PollStep, VideoWait
 from airflow_grok_video.video_task import url_for_logs
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ class GrokVideoTrigger(BaseTrigger):
         shown = None if look is None else look.task.describe()  # the deferring task logged it
         while True:
             if look is not None:  # the answer read before deferring is the first query's
-                task, read_at, look = look.task, look.read_at, None
+                task, read_at = look.task, look.read_at
             else:
                 try:
                     task = await hook.aget_video_task(self.video_task_id, deadline=end_time)
@@ -162,16 +162,21 @@ class GrokVideoTrigger(BaseTrigger):
                     return self._error_event(error)
                 read_at = time.time()
             step = wait.step(task, read_at)
-            if step.status == "success":
-                return self._event(step.status, step.message, video_url=step.task.video_url)
-            if step.status == "failed":
-                return self._event(step.status, step.message, error_message=step.task.error_message)
-            if step.status == "timeout":
-                return self._event(step.status, step.message)
+            if step.status != "waiting":
+                return self._final_event(step)
             if step.reading != shown:  # a line when the reading changes, not on every poll
                 shown = step.reading
                 self.log.info("%s", step.message)
-            await asyncio.sleep(max(0.0, read_at + step.delay - time.time()))
+            await asyncio.sleep(_until_next(wait, step, read_at, handed_on=look is not None))
+            look = None
+
+    def _final_event(self, step: PollStep) -> dict[str, Any]:
+        """The event of an answer that ends the wait: ``success``, ``failed`` or ``timeout``."""
+        if step.status == "success":
+            return self._event(step.status, step.message, video_url=step.task.video_url)
+        if step.status == "failed":
+            return self._event(step.status, step.message, error_message=step.task.error_message)
+        return self._event(step.status, step.message)
 
     def _error_event(self, error: GrokVideoAPIError) -> dict[str, Any]:
         """The ``error`` event of a query that failed (after the hook's retries)."""
@@ -195,6 +200,26 @@ class GrokVideoTrigger(BaseTrigger):
 
     def _event(self, status: str, message: str, **fields: Any) -> dict[str, Any]:
         return {"status": status, "message": message, "video_task_id": self.video_task_id, **fields}
+
+
+def _until_next(wait: VideoWait, step: PollStep, read_at: float, *, handed_on: bool) -> float:
+    """
+    Seconds from now to the next query: the step's delay, counted from when the answer was read.
+
+    An answer handed on whose next query is already due (the trigger resumed late, as when a
+    triggerer takes over the waits of one that died) waits the jittered first delay instead, so
+    that the waits resumed together do not all query at once.
+
+    :param wait: the wait.
+    :param step: what the answer meant (``waiting``).
+    :param read_at: Unix time the answer was read.
+    :param handed_on: whether the answer is the one read before deferring.
+    """
+    now = time.time()
+    due = read_at + step.delay - now
+    if due <= 0 and handed_on:
+        return wait.first_delay(now)
+    return max(0.0, due)
 
 
 def _serialize_xcoms(backend: Any, values: dict[str, Any], where: dict[str, Any]) -> dict[str, Any]:

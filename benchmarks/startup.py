@@ -1,0 +1,299 @@
+"""Start-up benchmark: N waits started together in one event loop, and the provider's share of any block.
+
+A triggerer that picks up many deferred tasks at once creates their triggers one after the other and
+runs them all in one event loop; Airflow's watchdog (``block_watchdog``: a 0.1 s sleep, timed) warns
+when that loop was held for longer than ``[triggerer] blocked_main_thread_warning_threshold`` (0.2 s).
+This benchmark starts ``--waits`` ``GrokVideoTrigger`` s together the way the triggerer does (each in
+its own task, a ``sleep(0)`` between two creations) against the emulator in another process, with the
+same watchdog, and times every step of the event loop (each ``Handle`` run): a step of a wait's task
+is the provider's (its code and what it calls: the connection lookup, the hook, the session and the
+request it sets up, reading the answer), any other step is not.
+
+Figures, per scenario, over the start-up (every wait's first query and a few more):
+
+- worst watchdog lag: the longest the loop was held, as Airflow's watchdog measures it;
+- the provider's share of it: of the steps run during the worst watchdog interval, the seconds
+  spent in the waits' steps; and the most the waits' steps took in any 0.1 s interval;
+- the longest single step of a wait;
+- garbage collection, apart: a collection runs inside whichever step allocates, and its pause is the
+  whole heap's (in a triggerer, Airflow's own modules above all), so the waits' steps are counted
+  without it and it is shown on its own line;
+- what the first queries cost, by part: the connection lookup, the hook's construction, the
+  client's set-up (settings, session, TLS), the answers read (envelope and JSON), each as total and
+  the longest single call.
+
+Scenarios (each in a fresh process): ``ours`` (the first query after the jittered floor, as a sensor
+started in the triggerer); ``ours, resumed`` (each trigger handed the answer read before deferring,
+read long ago, as when a triggerer takes over waits from one that died); ``previous`` (``--anchor``'s
+trigger, ``git archive`` of its package); ``floor`` (a bare ``aiohttp`` loop, one shared session, the
+same jittered start). Target: the provider's share of any block under 50 ms at 1,000 waits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from triggers import DEFAULT_ANCHOR, KEY, control, create_tasks, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET_MS = 50.0
+
+SCENARIO = r"""
+import asyncio, asyncio.events, json, os, random, sys, time
+mode, poll, duration, base = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+ids = json.loads(sys.stdin.read())
+steps = []  # (start, seconds, is a wait's step)
+_run = asyncio.events.Handle._run
+import gc
+collections = []  # (start, seconds, generation): the garbage collector's pauses
+_gc_started = [0.0]
+def on_gc(phase, info):
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    else:
+        collections.append((_gc_started[0], time.perf_counter() - _gc_started[0], info["generation"]))
+gc.callbacks.append(on_gc)
+
+def timed_run(self):
+    owner = getattr(self._callback, "__self__", None)
+    mine = isinstance(owner, asyncio.Task) and owner.get_name().startswith("wait ")
+    start = time.perf_counter()
+    try:
+        return _run(self)
+    finally:
+        steps.append((start, time.perf_counter() - start, mine))
+
+parts = {}
+def timed(owner, name, part, is_async=False):
+    original = getattr(owner, name)
+    def record(seconds):
+        total, longest, calls = parts.get(part, (0.0, 0.0, 0))
+        parts[part] = (total + seconds, max(longest, seconds), calls + 1)
+    if is_async:
+        async def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                record(time.perf_counter() - start)
+    else:
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                record(time.perf_counter() - start)
+    setattr(owner, name, wrapper)
+
+async def ours(task_id, end, resumed):
+    from airflow_grok_video.triggers.grok_video import GrokVideoTrigger
+    kwargs = {"video_task_id": task_id, "grok_conn_id": "grok_video_default", "poll_interval": poll,
+              "end_time": end, "max_poll_interval": 120.0}
+    if resumed:  # read long ago: its next query is due at once
+        kwargs["first_answer"] = {"status": "processing", "progress": 1, "created_at": int(time.time()) - 600,
+                                  "read_at": time.time() - 300}
+    async for _ in GrokVideoTrigger(**kwargs).run():
+        pass
+
+async def floor(session, task_id, end):
+    url = f"{base}/api/open-api/v1/videos/{task_id}"
+    await asyncio.sleep(random.uniform(0.5 * poll, poll))
+    while time.time() < end:
+        async with session.get(url, headers={"Authorization": "Bearer sk_bench_key"}) as response:
+            json.loads(await response.read())
+        await asyncio.sleep(poll)
+
+async def main():
+    import aiohttp
+    if mode != "floor":  # loaded once by the triggerer, before any wait starts
+        import airflow_grok_video.triggers.grok_video
+        from airflow.providers.common.compat import connection
+        from airflow_grok_video.hooks import _clients, _envelope, grok_video
+        from airflow_grok_video import video_task
+        timed(connection, "get_async_connection", "connection lookup", is_async=True)
+        timed(grok_video.GrokVideoHook, "__init__", "hook construction")
+        timed(grok_video.GrokVideoHook, "_settings", "client set-up: settings")
+        timed(_clients.AsyncClient, "open", "client set-up: session, TLS")
+        timed(grok_video, "unwrap", "answer: envelope and JSON")
+        timed(video_task.VideoTask, "from_data", "answer: the video task")
+    asyncio.events.Handle._run = timed_run
+    lags = []
+    async def watchdog():  # as Airflow's block_watchdog
+        while True:
+            last = time.monotonic()
+            await asyncio.sleep(0.1)
+            lags.append((last, time.monotonic() - last))
+    dog = asyncio.create_task(watchdog())
+    end = time.time() + duration
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) if mode == "floor" else None
+    tasks = []
+    for i, task_id in enumerate(ids):  # as the triggerer's create_triggers: one by one, yielding between
+        await asyncio.sleep(0)
+        coro = floor(session, task_id, end) if session else ours(task_id, end, mode == "resumed")
+        tasks.append(asyncio.create_task(coro, name=f"wait {i}"))
+    await asyncio.gather(*tasks)
+    dog.cancel()
+    if session:
+        await session.close()
+    asyncio.events.Handle._run = _run
+    worst_at, worst = max(lags, key=lambda lag: lag[1])
+    # A garbage collection runs inside whichever step allocates; its pause is the whole heap's (in a
+    # triggerer, Airflow's modules above all), so it is taken out of the steps and shown apart.
+    import bisect
+    gc_starts = [t for t, _, _ in collections]
+    def net(start, seconds):
+        first, last = bisect.bisect_left(gc_starts, start), bisect.bisect_right(gc_starts, start + seconds)
+        return seconds - sum(collections[i][1] for i in range(first, last))
+    mine = [(t, net(t, s)) for t, s, is_mine in steps if is_mine]
+    # perf_counter and monotonic share a clock on Linux: the steps run in the worst interval.
+    share = sum(s for t, s in mine if worst_at <= t <= worst_at + worst)
+    windows = {}
+    for t, s in mine:
+        windows[int(t * 10)] = windows.get(int(t * 10), 0.0) + s
+    print(json.dumps({
+        "worst_lag": worst, "share_of_worst": share, "worst_window": max(windows.values(), default=0.0),
+        "longest_step": max((s for _, s in mine), default=0.0),
+        "wait_seconds": sum(s for _, s in mine), "parts": parts,
+        "gc_in_worst": sum(s for t, s, _ in collections if worst_at <= t <= worst_at + worst),
+        "gc_longest": max((s for _, s, _ in collections), default=0.0),
+        "gc_gen2": sum(1 for *_, g in collections if g == 2),
+    }))
+
+asyncio.run(main())
+"""
+
+
+@contextlib.contextmanager
+def checkout(commit: str | None) -> Iterator[str | None]:
+    """That commit's ``airflow_grok_video`` in a temporary directory (``None`` when not asked or not found)."""
+    if not commit:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix=f"bench-{commit}-") as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", commit, "airflow_grok_video"], capture_output=True
+        )
+        if archive.returncode:
+            print(f"anchor {commit}: {archive.stderr.decode().strip()}; not measured")
+            yield None
+            return
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        yield tmp
+
+
+def scenario(mode: str, ids: list[str], base: str, poll: float, previous: str | None) -> dict[str, object]:
+    """One scenario in a fresh process: its figures."""
+    env = {
+        **os.environ,
+        "AIRFLOW_CONN_GROK_VIDEO_DEFAULT": json.dumps(
+            {"conn_type": "grok_video", "host": base, "password": KEY}
+        ),
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",  # as a triggerer runs
+    }
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SCENARIO,
+            "ours" if mode == "previous" else mode,
+            str(poll),
+            str(poll + 3),
+            base,
+        ],
+        input=json.dumps(ids),
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=previous if mode == "previous" else None,  # `python -c` puts its directory first on sys.path
+    )
+    figures: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def report(waits: int, poll: float, results: dict[str, dict[str, object]], anchor: str | None) -> None:
+    """Print each scenario's figures side by side."""
+    print(
+        f"\n{waits} waits started together, first queries jittered over {poll / 2:g}-{poll:g} s"
+        f" (``resumed``: every first query due at once); ms, one run each"
+    )
+    names = {"ours": "ours", "resumed": "ours, resumed", "previous": f"previous ({anchor})", "floor": "floor"}
+    print(f"{'figure':<52}" + "".join(f"{names[m]:>20}" for m in results))
+    for label, key in (
+        ("worst watchdog lag (Airflow warns above 200)", "worst_lag"),
+        ("  the waits' steps in it (the provider's share)", "share_of_worst"),
+        ("  garbage collection in it (the heap's)", "gc_in_worst"),
+        ("the waits' steps in any 0.1 s, at most", "worst_window"),
+        ("longest single step of a wait", "longest_step"),
+        ("longest garbage collection (the heap's)", "gc_longest"),
+    ):
+        print(f"{label:<52}" + "".join(f"{1000 * float(r[key]):>20.1f}" for r in results.values()))  # type: ignore[arg-type]
+    parts = sorted({p for r in results.values() for p in r["parts"]})  # type: ignore[attr-defined]
+    if parts:
+        print("first queries' parts (ours): total ms over all waits / longest single call ms / calls")
+    for part in parts:
+        cells = ""
+        for r in results.values():
+            total, longest, calls = r["parts"].get(part, (0.0, 0.0, 0))  # type: ignore[attr-defined]
+            cells += f"{f'{1000 * total:.1f} / {1000 * longest:.2f} / {calls}' if calls else '':>20}"
+        print(f"  {part:<50}{cells}")
+    worst_share = max(float(r["share_of_worst"]) for m, r in results.items() if m in ("ours", "resumed"))  # type: ignore[arg-type]
+    verdict = "met" if 1000 * worst_share < TARGET_MS else "NOT met"
+    print(f"target (the provider's share of any block < {TARGET_MS:g} ms): {verdict}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--waits", default="1000", help="comma-separated numbers of waits started together")
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=15.0,
+        help="the floor (the sensor's default): first queries within it",
+    )
+    parser.add_argument("--anchor", default=DEFAULT_ANCHOR, help="the commit measured as the previous code")
+    args = parser.parse_args()
+    port = free_port()
+    emulator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "airflow_grok_video.emulator",
+            "--port",
+            str(port),
+            "--generation-seconds",
+            "86400",
+            "--api-key",
+            KEY,
+        ],
+        stdout=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert emulator.stdout is not None
+        emulator.stdout.readline()
+        with checkout(args.anchor) as previous:
+            for waits in (int(w) for w in args.waits.split(",")):
+                ids = create_tasks(base, waits)
+                modes = ["ours", "resumed", *(["previous"] if previous else []), "floor"]
+                results = {m: scenario(m, ids, base, args.poll_interval, previous) for m in modes}
+                report(waits, args.poll_interval, results, args.anchor if previous else None)
+                control(base, "stats")
+    finally:
+        emulator.terminate()
+        emulator.wait()
+
+
+if __name__ == "__main__":
+    main()
