@@ -325,6 +325,48 @@ class CreateJournal(Protocol):
         """
 
 
+class JournalChain:
+    """
+    Several journals told as one: in order before a request, in reverse after its verdict.
+
+    When one cannot record the send (its :meth:`sending` raises), the request is not sent and the
+    journals already told hear that it was not accepted.
+
+    :param journals: the journals, e.g. the spend caps' reservation then the operator's ledger.
+    """
+
+    def __init__(self, *journals: CreateJournal) -> None:
+        self.journals = journals
+
+    def sending(self) -> None:
+        """Tell each journal, in order, that a create request is about to be sent."""
+        told: list[CreateJournal] = []
+        for journal in self.journals:
+            try:
+                journal.sending()
+            except BaseException:
+                for earlier in reversed(told):
+                    earlier.settled(Verdict.NOT_ACCEPTED, None)
+                raise
+            told.append(journal)
+
+    def settled(self, verdict: Verdict, video_task_id: str | None) -> None:
+        """
+        Tell each journal, in reverse order, the request's verdict.
+
+        :param verdict: the verdict.
+        :param video_task_id: the API's video task id when ``verdict`` is ``ACCEPTED``.
+        """
+        failure: BaseException | None = None
+        for journal in reversed(self.journals):
+            try:
+                journal.settled(verdict, video_task_id)
+            except BaseException as exc:  # every journal hears the verdict; the first failure is raised
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+
 def table_markdown() -> str:
     """The billing table as the docs show it (a Markdown table)."""
     lines = ["| request | HTTP status | body | verdict | why |", "|---|---|---|---|---|"]

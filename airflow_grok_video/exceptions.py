@@ -122,3 +122,29 @@ class GrokVideoGenerationFailed(AirflowFailException):
         super().__init__(
             f"Grok video task {video_task_id} failed: {error_message or 'the API gave no error_message'}"
         )
+
+
+class GrokVideoSpendCapError(AirflowFailException):
+    """
+    A create was refused before it was sent: it would cross a spend cap.
+
+    See :mod:`airflow_grok_video.spend_caps`.
+
+    Airflow does not retry it: the cap holds until its window resets, or until it is raised.
+
+    :param cap: the cap's name, e.g. ``videos_per_day``.
+    :param message: the whole explanation: the cap, its limit and source, what the window holds,
+        and when it resets.
+    """
+
+    def __init__(self, cap: str, message: str) -> None:
+        self.cap = cap
+        super().__init__(message)
+
+
+class GrokVideoSpendStoreError(AirflowException):
+    """
+    The spend caps' store could not be read or written, so no create was sent (caps fail closed).
+
+    Nothing was bought, so Airflow's retries may try again once the store is back.
+    """

@@ -47,6 +47,7 @@ BAD_ARGUMENTS: dict[str, Any] = {
     "durable": "yes",
     "on_uncertain_create": "maybe",
     "max_poll_interval": -5,
+    "spend_caps": {"videos_per_week": 3},
 }
 
 #: For each extra the connection reads, values that must be refused before any request.
@@ -61,6 +62,8 @@ BAD_EXTRAS: dict[str, list[Any]] = {
     "price_per_second": [math.nan, math.inf, 1e308, -1, "0.05", True],
     "currency": [5],
     "resend_create_on_429": ["maybe", 1],
+    "spend_caps": [{"videos_per_day": -1}, ["videos_per_day"], {"cost_per_day": 5}],
+    "spend_cap_conn_id": [{"videos_per_day": 1}],
     "X-Header": ["a\nb"],
 }
 

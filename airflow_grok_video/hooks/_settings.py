@@ -32,9 +32,11 @@ DEFAULT_READ_TIMEOUT = 60.0
 
 #: Extras read as options (``proxy`` and ``verify_ssl`` are the HTTP provider's other spellings).
 _OPTIONS = frozenset({"proxies", "proxy", "verify", "verify_ssl", "cert", "timeout", "trust_env"})
-#: Extras of the provider's own that are not about HTTP (see ``GrokVideoHook.price`` and
-#: ``GrokVideoHook.resend_create_on_429``), never headers.
-PROVIDER_EXTRAS = frozenset({"price_per_second", "currency", "resend_create_on_429"})
+#: Extras of the provider's own that are not about HTTP (see ``GrokVideoHook.price``,
+#: ``GrokVideoHook.resend_create_on_429`` and ``GrokVideoHook.spend_policy``), never headers.
+PROVIDER_EXTRAS = frozenset(
+    {"price_per_second", "currency", "resend_create_on_429", "spend_caps", "spend_cap_conn_id"}
+)
 #: The HTTP provider's other options: not supported here, so ignored rather than sent as headers.
 _IGNORED = frozenset(
     {"stream", "allow_redirects", "max_redirects", "check_response", "srv_lookup", "auth_type", "auth_kwargs"}

@@ -16,6 +16,7 @@ from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoAuthError,
 from airflow_grok_video.get_provider_info import UI_FIELD_BEHAVIOUR
 from airflow_grok_video.hooks._envelope import CREATE_PATH, DEFAULT_BASE_URL, QUERY_PATH, unwrap
 from airflow_grok_video.hooks.retry import RetryPolicy, parse_retry_after
+from airflow_grok_video.spend_caps import CAPS_EXTRA, STORE_EXTRA, SpendPolicy, combine, parse_caps
 from airflow_grok_video.validation import MODEL, build_create_body
 from airflow_grok_video.video_task import VideoTask
 
@@ -334,6 +335,52 @@ class GrokVideoHook(BaseHook):
                 f"the extra of connection {self.grok_conn_id!r} must be true or false, or be left out",
             )
         return value
+
+    def spend_policy(self, task_caps: Any = None, *, task_id: str = "") -> SpendPolicy | None:
+        """
+        The spend caps a create through this connection must stay within, or ``None`` when none is set.
+
+        The connection's ``spend_caps`` extra (cap name to limit; see :mod:`airflow_grok_video.spend_caps`),
+        lowered by ``task_caps``; its ``spend_cap_conn_id`` extra names the SQL connection that counts
+        them (``postgres`` or ``sqlite``), required once any cap is set. A cost cap needs the
+        connection's ``price_per_second``. Reads the store's connection; sends nothing.
+
+        :param task_caps: the task's caps (the create operator's ``spend_caps``), which may only lower
+            the connection's.
+        :param task_id: the task's id, for messages.
+        :raises GrokVideoValidationError: naming the cap or extra, its value and what is allowed.
+        """
+        from airflow_grok_video.hooks.spend_store import SpendStore
+
+        extras = self._connection.extra_dejson
+        source = f"the extra {CAPS_EXTRA} of connection {self.grok_conn_id!r}"
+        connection = parse_caps(extras.get(CAPS_EXTRA), source)
+        caps = combine(
+            connection, parse_caps(task_caps, "spend_caps"), conn_id=self.grok_conn_id, task_id=task_id
+        )
+        store = extras.get(STORE_EXTRA)
+        if store is not None and not isinstance(store, str):
+            raise GrokVideoValidationError(
+                STORE_EXTRA, store, f"the extra of connection {self.grok_conn_id!r} must be a connection id"
+            )
+        if not caps:
+            return None
+        priced = [cap for cap in caps if cap.measure == "cost"]
+        if priced and self.price() is None:
+            raise GrokVideoValidationError(
+                f"spend_caps[{priced[0].name!r}]",
+                priced[0].limit,
+                f"a cost cap needs the extra price_per_second of connection {self.grok_conn_id!r}",
+            )
+        if not store or not store.strip():
+            raise GrokVideoValidationError(
+                STORE_EXTRA,
+                store,
+                f"spend caps ({', '.join(cap.name for cap in caps)}) need a store: set the extra "
+                f"{STORE_EXTRA} of connection {self.grok_conn_id!r} to a postgres or sqlite connection's id",
+            )
+        SpendStore(store).check()
+        return SpendPolicy(store, caps)
 
     def test_connection(self) -> tuple[bool, str]:
         """

