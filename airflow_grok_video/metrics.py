@@ -8,7 +8,8 @@ def count(event: str, *, dag_id: str, task_id: str, by: int = 1) -> None:
     Count a spend event as ``grok_video.<event>``, tagged with the DAG and the task.
 
     Events: ``created``, ``reattached``, ``failed``, ``uncertain_create`` (a create whose outcome is
-    unknown), ``uncertain_create_refused`` (a retry that refused to create again), and the amounts
+    unknown), ``uncertain_create_refused`` (a retry that refused to create again),
+    ``spend_cap_refused`` (a create a spend cap refused, nothing sent), and the amounts
     bought: ``video_seconds`` (seconds of video created) and ``estimated_cost_micros`` (millionths
     of the currency of the connection's ``price_per_second``).
 

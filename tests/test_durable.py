@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import airflow
 import pytest
@@ -276,3 +277,20 @@ def test_the_apis_own_404_on_the_retry_buys_a_new_video(emulator: GrokVideoEmula
     assert states(run) == {"create": "success"}
     assert tries(run) == {-1: 2}
     assert emulator.creates == 2
+
+
+@needs_state_store  # the retry reattaches from the create recorded there
+def test_a_retry_that_reattaches_reserves_no_spend(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.test_caps import capped_connection, rows, sqlite_store
+
+    sqlite_store(monkeypatch, tmp_path / "spend.db")
+    capped_connection(monkeypatch, emulator.base_url, {"videos_per_day": 1})
+    emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=2.5))
+    run = run_dag("grok_test_deferred_retry")
+    # The second try would be refused by a cap of one video if it reserved again.
+    assert states(run) == {"create": "success"}
+    assert tries(run) == {-1: 2}
+    assert [state for _, state, _ in rows(tmp_path / "spend.db")] == ["accepted"]
+    assert emulator.creates == 1

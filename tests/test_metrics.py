@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +122,16 @@ def test_a_bad_price_fails_before_anything_is_bought(
     assert emulator.creates == 0
     out, err = capfd.readouterr()
     assert "Invalid price_per_second='cheap'" in out + err
+
+
+def test_spend_cap_refusals_are_counted(
+    emulator: GrokVideoEmulator, statsd: socket.socket, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.test_caps import capped_connection, sqlite_store
+
+    received(statsd)
+    sqlite_store(monkeypatch, tmp_path / "spend.db")
+    capped_connection(monkeypatch, emulator.base_url, {"videos_per_day": 3})
+    assert sorted(states(run_dag("grok_caps_mapped")).values()) == ["failed", "success", "success", "success"]
+    tags = "dag_id=grok_caps_mapped,task_id=create:1|c"
+    assert sum(f"grok_video.spend_cap_refused,{tags}" in x for x in grok_metrics(statsd)) == 1
