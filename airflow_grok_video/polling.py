@@ -9,7 +9,8 @@ will be done, so the schedule can skip the queries in between:
    started together spread out); a wait handed the answer its task read before deferring
    (:class:`Look`) takes that answer as its first query's and goes on from it.
 2. With no progress yet (queued, or a status without progress), it waits until the video has
-   existed for :data:`QUEUED_AGE` of the ceiling, and at least as long again as it has so far:
+   existed for :data:`QUEUED_AGE` of the ceiling (or :data:`QUEUED_FLOORS` floors, if sooner),
+   and at least as long again as it has so far:
    a reading that late places the end of a video up to 1.5 ceilings long within one wait, and
    queries thin out geometrically while nothing is known (never more than the ceiling apart, so a
    video that shows no progress is still noticed within it). A first reading too early to
@@ -18,9 +19,10 @@ will be done, so the schedule can skip the queries in between:
 3. With one progress reading, it extrapolates from the processing start (``created_at``, or
    half-way between the last ``queued`` answer and this one), once that rests on a few seconds,
    and queries again half-way to the estimated end, to measure the rate (a leap of at most 8 times
-   the processing time seen, or as far as nothing known would go). Except right after a ``queued`` answer: the wait has already spent a
-   query, so the reading is taken as counted from the create (the latest end it can mean) and,
-   if that places the end within :data:`CREATE_SPREAD` seconds, the next query is aimed at it.
+   the processing time seen, or as far as nothing known would go). Except right after a
+   ``queued`` answer: the wait has already spent a query, so the reading is taken as counted from
+   the create (the latest end it can mean) and, if that places the end within
+   :data:`CREATE_SPREAD` seconds, the next query is aimed at it.
 4. With two readings, the rate is known, to within the rounding of the progress. After a queue,
    if both fit progress counted from the create, that line (pinned at ``created_at``) gives the
    end more tightly. Once the end may be off by no more than a few seconds, the next query is aimed just
@@ -74,6 +76,9 @@ CREATE_SPREAD = 3 * FINAL_SPREAD
 #: takes half a ceiling and a floor (90 s with a 30 s floor and the default ceiling) is passed by
 #: no more than a few seconds.
 QUEUED_AGE = 0.53
+#: ... and no later than this many floors after the create: the floor says the time scale of the
+#: videos waited for (a wait polling every second is not for a video of minutes).
+QUEUED_FLOORS = 5.0
 #: ``created_at`` further back than this is not trusted as the processing start (clock skew, old tasks).
 MAX_TRUSTED_AGE = 24 * 60 * 60
 
@@ -160,12 +165,16 @@ class PollSchedule:
         The wait while no answer has placed the end (``queued``, or a first reading).
 
         As long again as the video has existed, and until it has existed for :data:`QUEUED_AGE`
-        of the ceiling: a reading that late places a video of up to 1.5 ceilings long within one
-        wait of its end. A first reading that bounds the end sooner is queried at that bound.
+        of the ceiling (or :data:`QUEUED_FLOORS` floors, if sooner): a reading that late places a
+        video of up to 1.5 ceilings long within one wait of its end. A first reading that bounds the
+        end sooner is queried at that bound.
+
+        :param task: the answer.
+        :param now: Unix time of the answer.
         """
         assert self.ceiling is not None
         age = now - self._origin(task, now)
-        delay = max(age, QUEUED_AGE * self.ceiling - age)
+        delay = max(age, min(QUEUED_AGE * self.ceiling, QUEUED_FLOORS * self.floor) - age)
         first = self._first
         if first is not None and first.time == now and not first.after_queue:
             # The end were the progress a percent more, over the longest the video can have existed
@@ -180,6 +189,9 @@ class PollSchedule:
 
         The spread is how many seconds before the estimate the video may be done; the earliest is
         the soonest it can be done, were each reading a percent more than shown.
+
+        :param task: the answer.
+        :param now: Unix time of the answer.
         """
         progress = task.progress or 0
         if not 1 <= progress <= 99:
@@ -310,7 +322,9 @@ class Look:
         if not isinstance(kwargs, dict):
             return None
         status, read_at = kwargs.get("status"), kwargs.get("read_at")
-        if not isinstance(status, str) or not isinstance(read_at, int | float) or isinstance(read_at, bool):
+        if not isinstance(status, str) or not status.strip() or isinstance(read_at, bool):
+            return None
+        if not isinstance(read_at, int | float) or not math.isfinite(read_at):
             return None
         task = VideoTask.from_data(
             {"status": status, "progress": kwargs.get("progress"), "created_at": kwargs.get("created_at")},

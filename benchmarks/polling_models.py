@@ -29,7 +29,7 @@ from the create (and the default), for 90-180 s videos and every path: <= 4 requ
 reading cannot tell when processing began: ``--frontier`` prints requests against lag for the
 schedule's one knob there.
 
-``--anchor COMMIT`` (``make bench``: the commit before issue 25) runs the same table with that
+``--anchor COMMIT`` (by default the commit before issue 25, as ``make bench`` runs it) runs the same table with that
 commit's ``airflow_grok_video`` (``git archive``, first on ``PYTHONPATH``) and prints each cell
 beside it; a package without ``Look`` starts each trigger from nothing after the worker's look, as
 it did.
@@ -62,6 +62,8 @@ TARGET_LAG = 5.0
 TARGET_GENERATIONS = (90.0, 120.0, 180.0)
 TIMEOUT = 3600.0
 PATHS = ("worker", "triggerer", "operator")
+#: The code measured beside ours: main before issue 25 (the look thrown away, "as long again" after a queue).
+DEFAULT_ANCHOR = "f4c7f89"
 #: Seconds from the create to the wait's start (the look, in a worker), then to the trigger's start.
 STARTS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     "worker": ((1.0, 8.0), (0.5, 3.0)),
@@ -296,7 +298,7 @@ def run(
     generations: tuple[float, ...] = (30.0, 60.0, 90.0, 120.0, 180.0),
     videos: int = 200,
     shapes: str = "linear",
-    anchor: str | None = None,
+    anchor: str | None = DEFAULT_ANCHOR,
     show_frontier: bool = True,
 ) -> bool:
     """Print the table (beside ``anchor``'s, if given); whether every targeted row met the target."""
@@ -328,7 +330,9 @@ def main() -> None:
         "--videos", type=int, default=200, help="videos per model, floor, path and generation"
     )
     parser.add_argument("--shapes", choices=("linear", "all"), default="linear", help="progress shapes")
-    parser.add_argument("--anchor", default=None, help="a commit to measure beside (e.g. the previous one)")
+    parser.add_argument(
+        "--anchor", default=DEFAULT_ANCHOR, help="the commit measured beside ours ('' for none)"
+    )
     parser.add_argument("--frontier", action="store_true", help="also print the frontier (see above)")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # the anchor's run
     args = parser.parse_args()

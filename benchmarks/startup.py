@@ -5,19 +5,23 @@ runs them all in one event loop; Airflow's watchdog (``block_watchdog``: a 0.1 s
 when that loop was held for longer than ``[triggerer] blocked_main_thread_warning_threshold`` (0.2 s).
 This benchmark starts ``--waits`` ``GrokVideoTrigger`` s together the way the triggerer does (each in
 its own task, a ``sleep(0)`` between two creations) against the emulator in another process, with the
-same watchdog, and times every step of the event loop (each ``Handle`` run): a step of a wait's task
-is the provider's (its code and what it calls: the connection lookup, the hook, the session and the
-request it sets up, reading the answer), any other step is not.
+same watchdog, and times every turn of the event loop and every step in it. A block is one turn, less
+its wait for I/O: the ready callbacks the loop runs before it looks at its timers again (the
+watchdog's among them). A
+step of a wait's task is the provider's (its code and what it calls: the connection lookup, the
+hook, the session and the request it sets up, reading the answer); any other step is not.
 
-Figures, per scenario, over the start-up (every wait's first query and a few more):
+Figures, per scenario, over the start-up (every wait's first query and a few more; the waits' deadline
+is far beyond it, as waits that all end in the same instant are no start-up):
 
-- worst watchdog lag: the longest the loop was held, as Airflow's watchdog measures it;
-- the provider's share of it: of the steps run during the worst watchdog interval, the seconds
-  spent in the waits' steps; and the most the waits' steps took in any 0.1 s interval;
-- the longest single step of a wait;
+- the longest turn of the loop, the waits' steps in it (the provider's share of that block) and the
+  garbage collection in it; the most the waits' steps took in any one turn (the provider's share of
+  any block: the target); the longest single step of a wait;
+- Airflow's watchdog's worst lag, as Airflow measures it (it sees only the part of a block that
+  outlasts its 0.1 s sleep);
 - garbage collection, apart: a collection runs inside whichever step allocates, and its pause is the
   whole heap's (in a triggerer, Airflow's own modules above all), so the waits' steps are counted
-  without it and it is shown on its own line;
+  without it;
 - what the first queries cost, by part: the connection lookup, the hook's construction, the
   client's set-up (settings, session, TLS), the answers read (envelope and JSON), each as total and
   the longest single call.
@@ -51,26 +55,56 @@ SCENARIO = r"""
 import asyncio, asyncio.events, json, os, random, sys, time
 mode, poll, duration, base = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 ids = json.loads(sys.stdin.read())
-steps = []  # (start, seconds, is a wait's step)
+steps = []  # the seconds of each step of a wait (garbage collection left out)
 _run = asyncio.events.Handle._run
 import gc
-collections = []  # (start, seconds, generation): the garbage collector's pauses
+collections = []  # (start, seconds): the garbage collector's pauses, while measuring
 _gc_started = [0.0]
 def on_gc(phase, info):
     if phase == "start":
         _gc_started[0] = time.perf_counter()
     else:
-        collections.append((_gc_started[0], time.perf_counter() - _gc_started[0], info["generation"]))
-gc.callbacks.append(on_gc)
+        collections.append((_gc_started[0], time.perf_counter() - _gc_started[0]))
+
+# A block is one turn of the event loop: the ready callbacks it runs before it looks at its timers
+# again (Airflow's watchdog among them). Each turn: its length, the waits' steps in it, its GC.
+turns = []
+current = {"mine": 0.0, "gc": 0.0, "idle": 0.0}
+_run_once = asyncio.base_events.BaseEventLoop._run_once
+import selectors
+_select = selectors.DefaultSelector.select
+
+def timed_select(self, timeout=None):  # waiting for I/O is no block: left out of the turn
+    start = time.perf_counter()
+    try:
+        return _select(self, timeout)
+    finally:
+        current["idle"] += time.perf_counter() - start
+
+def timed_run_once(self):
+    current["mine"] = current["gc"] = current["idle"] = 0.0
+    start = time.perf_counter()
+    try:
+        return _run_once(self)
+    finally:
+        turns.append((time.perf_counter() - start - current["idle"], current["mine"], current["gc"]))
 
 def timed_run(self):
     owner = getattr(self._callback, "__self__", None)
     mine = isinstance(owner, asyncio.Task) and owner.get_name().startswith("wait ")
+    collected = len(collections)
     start = time.perf_counter()
     try:
         return _run(self)
     finally:
-        steps.append((start, time.perf_counter() - start, mine))
+        seconds = time.perf_counter() - start
+        # A collection runs in whichever step allocates; its pause is the whole heap's (in a
+        # triggerer, Airflow's modules above all): taken out of the step, counted apart.
+        pause = sum(s for _, s in collections[collected:])
+        current["gc"] += pause
+        if mine:
+            current["mine"] += seconds - pause
+            steps.append(seconds - pause)
 
 parts = {}
 def timed(owner, name, part, is_async=False):
@@ -125,7 +159,10 @@ async def main():
         timed(_clients.AsyncClient, "open", "client set-up: session, TLS")
         timed(grok_video, "unwrap", "answer: envelope and JSON")
         timed(video_task.VideoTask, "from_data", "answer: the video task")
+    gc.callbacks.append(on_gc)
     asyncio.events.Handle._run = timed_run
+    asyncio.base_events.BaseEventLoop._run_once = timed_run_once
+    selectors.DefaultSelector.select = timed_select
     lags = []
     async def watchdog():  # as Airflow's block_watchdog
         while True:
@@ -133,39 +170,32 @@ async def main():
             await asyncio.sleep(0.1)
             lags.append((last, time.monotonic() - last))
     dog = asyncio.create_task(watchdog())
-    end = time.time() + duration
+    end = time.time() + duration + 600
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) if mode == "floor" else None
     tasks = []
     for i, task_id in enumerate(ids):  # as the triggerer's create_triggers: one by one, yielding between
         await asyncio.sleep(0)
         coro = floor(session, task_id, end) if session else ours(task_id, end, mode == "resumed")
         tasks.append(asyncio.create_task(coro, name=f"wait {i}"))
-    await asyncio.gather(*tasks)
+    # Measured until every wait has made its first query and a few more; the deadline is far beyond
+    # (waits that all end in the same instant are no start-up), and the waits are cancelled then.
+    await asyncio.sleep(end - 600 - time.time())
+    asyncio.events.Handle._run = _run
+    asyncio.base_events.BaseEventLoop._run_once = _run_once
+    selectors.DefaultSelector.select = _select
+    gc.callbacks.remove(on_gc)
     dog.cancel()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     if session:
         await session.close()
-    asyncio.events.Handle._run = _run
-    worst_at, worst = max(lags, key=lambda lag: lag[1])
-    # A garbage collection runs inside whichever step allocates; its pause is the whole heap's (in a
-    # triggerer, Airflow's modules above all), so it is taken out of the steps and shown apart.
-    import bisect
-    gc_starts = [t for t, _, _ in collections]
-    def net(start, seconds):
-        first, last = bisect.bisect_left(gc_starts, start), bisect.bisect_right(gc_starts, start + seconds)
-        return seconds - sum(collections[i][1] for i in range(first, last))
-    mine = [(t, net(t, s)) for t, s, is_mine in steps if is_mine]
-    # perf_counter and monotonic share a clock on Linux: the steps run in the worst interval.
-    share = sum(s for t, s in mine if worst_at <= t <= worst_at + worst)
-    windows = {}
-    for t, s in mine:
-        windows[int(t * 10)] = windows.get(int(t * 10), 0.0) + s
+    worst = max(turns)
     print(json.dumps({
-        "worst_lag": worst, "share_of_worst": share, "worst_window": max(windows.values(), default=0.0),
-        "longest_step": max((s for _, s in mine), default=0.0),
-        "wait_seconds": sum(s for _, s in mine), "parts": parts,
-        "gc_in_worst": sum(s for t, s, _ in collections if worst_at <= t <= worst_at + worst),
-        "gc_longest": max((s for _, s, _ in collections), default=0.0),
-        "gc_gen2": sum(1 for *_, g in collections if g == 2),
+        "worst_turn": worst[0], "share_of_worst": worst[1], "gc_in_worst": worst[2],
+        "most_share": max(mine for _, mine, _ in turns), "worst_lag": max(lag for _, lag in lags) - 0.1,
+        "longest_step": max(steps, default=0.0), "wait_seconds": sum(steps), "parts": parts,
+        "gc_longest": max((s for _, s in collections), default=0.0),
     }))
 
 asyncio.run(main())
@@ -229,11 +259,12 @@ def report(waits: int, poll: float, results: dict[str, dict[str, object]], ancho
     names = {"ours": "ours", "resumed": "ours, resumed", "previous": f"previous ({anchor})", "floor": "floor"}
     print(f"{'figure':<52}" + "".join(f"{names[m]:>20}" for m in results))
     for label, key in (
-        ("worst watchdog lag (Airflow warns above 200)", "worst_lag"),
+        ("longest turn of the event loop (a block)", "worst_turn"),
         ("  the waits' steps in it (the provider's share)", "share_of_worst"),
         ("  garbage collection in it (the heap's)", "gc_in_worst"),
-        ("the waits' steps in any 0.1 s, at most", "worst_window"),
+        ("the waits' steps in any one turn, at most", "most_share"),
         ("longest single step of a wait", "longest_step"),
+        ("worst watchdog lag (Airflow warns above 200)", "worst_lag"),
         ("longest garbage collection (the heap's)", "gc_longest"),
     ):
         print(f"{label:<52}" + "".join(f"{1000 * float(r[key]):>20.1f}" for r in results.values()))  # type: ignore[arg-type]
@@ -246,7 +277,7 @@ def report(waits: int, poll: float, results: dict[str, dict[str, object]], ancho
             total, longest, calls = r["parts"].get(part, (0.0, 0.0, 0))  # type: ignore[attr-defined]
             cells += f"{f'{1000 * total:.1f} / {1000 * longest:.2f} / {calls}' if calls else '':>20}"
         print(f"  {part:<50}{cells}")
-    worst_share = max(float(r["share_of_worst"]) for m, r in results.items() if m in ("ours", "resumed"))  # type: ignore[arg-type]
+    worst_share = max(float(r["most_share"]) for m, r in results.items() if m in ("ours", "resumed"))  # type: ignore[arg-type]
     verdict = "met" if 1000 * worst_share < TARGET_MS else "NOT met"
     print(f"target (the provider's share of any block < {TARGET_MS:g} ms): {verdict}")
 

@@ -14,6 +14,7 @@ from airflow_grok_video.polling import (
     DEFAULT_MAX_POLL_INTERVAL,
     END_MARGIN,
     QUEUED_AGE,
+    QUEUED_FLOORS,
     Look,
     PollSchedule,
     VideoWait,
@@ -42,13 +43,18 @@ def test_first_query_is_jittered_within_the_floor(ceiling: float | None, earlies
 
 
 def test_nothing_known_yet_waits_past_half_the_ceiling_then_as_long_again() -> None:
-    schedule = PollSchedule(5.0, 120.0)
+    schedule = PollSchedule(15.0, 120.0)
     # created_at names a whole second: the video is taken to be born in its middle. A queued answer
-    # says nothing of the end: the next query comes once the video has existed QUEUED_AGE of the ceiling,
+    # says nothing of the end: the next query comes once the video has existed QUEUED_AGE of the
+    # ceiling (a reading then places the end of a 180 s video within one ceiling),
     assert QUEUED_AGE * 120 > 60
     assert schedule.next_delay(answer("queued", 0), CREATED + 12) == pytest.approx(QUEUED_AGE * 120 - 11.5)
     assert schedule.next_delay(answer("queued", 0), CREATED + 100) == 99.5  # then as long again,
     assert schedule.next_delay(answer("queued", 0), CREATED + 500) == 120.0  # never above the ceiling
+    # or QUEUED_FLOORS floors, if sooner: a wait polling every 5 s is not for a video of minutes,
+    assert PollSchedule(5.0, 120.0).next_delay(answer("queued", 0), CREATED + 12) == pytest.approx(
+        QUEUED_FLOORS * 5 - 11.5
+    )
     assert PollSchedule(5.0, 8.0).next_delay(answer("queued", 0), CREATED + 2) == 5.0  # nor below the floor
 
 
@@ -62,8 +68,12 @@ def test_one_reading_goes_half_way_to_the_estimated_end() -> None:
 def test_a_reading_right_after_the_create_is_queried_no_later_than_its_earliest_end() -> None:
     # 1.5 s is too short to extrapolate from whole-second timestamps; but 20% after at most 2 s says
     # the video may be done 2 * 100 / 21 s after the create: the next query goes no later.
-    assert PollSchedule(1.0, 120.0).next_delay(answer("processing", 20), CREATED + 2) == pytest.approx(
+    assert PollSchedule(5.0, 120.0).next_delay(answer("processing", 20), CREATED + 2) == pytest.approx(
         2 * 100 / 21 - 2
+    )
+    # 2% after as long: the end it allows is further than nothing known would wait (5 floors).
+    assert PollSchedule(5.0, 120.0).next_delay(answer("processing", 2), CREATED + 2) == pytest.approx(
+        QUEUED_FLOORS * 5 - 1.5
     )
 
 
@@ -83,11 +93,13 @@ def test_a_rate_measured_over_a_short_stretch_is_refined_first() -> None:
     assert delay == pytest.approx(0.5 * end_in)
 
 
-def test_a_single_low_reading_is_not_extrapolated_further_than_nothing_known() -> None:
-    schedule = PollSchedule(5.0, 300.0)
-    # 1% seen 5.5 s in: the estimate (550 s) rests on too little; go no further than a queued
-    # answer would (until the video has existed QUEUED_AGE of the ceiling), not half-way (272 s).
-    assert schedule.next_delay(answer("processing", 1), CREATED + 6) == pytest.approx(QUEUED_AGE * 300 - 5.5)
+def test_a_single_low_reading_is_not_extrapolated_far() -> None:
+    # 1% seen 5.5 s in: the estimate (550 s) rests on too little; go at most 8x what was seen,
+    assert PollSchedule(5.0, 300.0).next_delay(answer("processing", 1), CREATED + 6) == pytest.approx(8 * 5.5)
+    # or as far as nothing known would (until the video has existed QUEUED_AGE of the ceiling).
+    assert PollSchedule(60.0, 300.0).next_delay(answer("processing", 1), CREATED + 6) == pytest.approx(
+        QUEUED_AGE * 300 - 5.5
+    )
 
 
 def test_a_reading_after_the_queue_is_aimed_at_as_counted_from_the_create() -> None:
@@ -124,7 +136,7 @@ def test_created_at_from_a_skewed_clock_is_not_trusted() -> None:
     schedule = PollSchedule(5.0, 120.0, started=CREATED + 100)
     future = answer("queued", 0, created_at=CREATED + 3600)
     # Measured from when the wait began, 10 s before.
-    assert schedule.next_delay(future, CREATED + 110) == pytest.approx(QUEUED_AGE * 120 - 10)
+    assert schedule.next_delay(future, CREATED + 110) == pytest.approx(QUEUED_FLOORS * 5 - 10)
 
 
 def test_progress_going_backwards_starts_the_estimate_again() -> None:
@@ -280,6 +292,8 @@ def test_a_look_travels_as_serializable_trigger_arguments() -> None:
         {"status": "queued"},
         {"status": 1, "read_at": 1.0},
         {"status": "q", "read_at": True},
+        {"status": " ", "read_at": 1.0},
+        {"status": "q", "read_at": float("nan")},
     ):
         assert Look.from_kwargs("video_1", junk) is None
 

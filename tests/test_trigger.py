@@ -93,7 +93,7 @@ class LogLines:
 async def test_the_look_before_deferring_is_the_first_query(emulator: GrokVideoEmulator) -> None:
     # A sensor looked once before deferring and found the video queued: the trigger takes that
     # answer as its first query's and goes on from it, querying no sooner than the schedule says
-    # (after a queued answer: until the video has existed QUEUED_AGE of the ceiling, here 5.3 s),
+    # (after a queued answer: until the video has existed 5 floors, here 5 s),
     # so with its deadline 1.5 s away it makes one query, there, and times out.
     emulator.add_rule(Rule(prompt_contains="slow", generation_seconds=600))
     task_id = create("a slow fox")
@@ -102,7 +102,7 @@ async def test_the_look_before_deferring_is_the_first_query(emulator: GrokVideoE
     trigger = GrokVideoTrigger(
         task_id,
         "grok_video_default",
-        poll_interval=0.2,
+        poll_interval=1.0,
         end_time=look.read_at + 1.5,
         max_poll_interval=10.0,
         first_answer=look.to_kwargs(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import weakref
 from functools import cached_property
@@ -31,10 +32,11 @@ __all__ = ["DEFAULT_BASE_URL", "GrokVideoHook", "Price", "RetryPolicy", "VideoTa
 #: How long a connection looked up for the waits of one event loop is shared with the waits that
 #: start after it, in seconds (a running wait keeps the client it made, whatever its age).
 SHARED_LOOKUP_SECONDS = 60.0
-# The lookups shared per event loop, by connection id and timeouts: when it started, and the lookup.
-_LOOKUPS: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str, float | None, float | None], tuple[float, asyncio.Task[Any]]]
-] = weakref.WeakKeyDictionary()
+# The lookups shared per event loop, by connection id and timeouts: when each started, and the lookup
+# in flight (its task) or its result (the connection id and settings).
+_LOOKUPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, tuple[float, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 #: The largest ``price_per_second`` a connection may give: far above any plan, and low enough
@@ -464,20 +466,21 @@ class GrokVideoHook(BaseHook):
         Waits on one connection in one event loop (a triggerer) share the lookup in flight, and its
         result for :data:`SHARED_LOOKUP_SECONDS`: a thousand waits starting at once make one trip
         through the secrets backends, not a thousand (each a thread's call, contending with the
-        event loop). A lookup that fails is not kept.
+        event loop). A lookup that fails is not kept; one that succeeds is kept as its result
+        (not the task that made it, which would keep its event loop alive).
         """
         loop = asyncio.get_running_loop()
         lookups = _LOOKUPS.setdefault(loop, {})
         key = (self.grok_conn_id, self.connect_timeout, self.read_timeout)
         shared = lookups.get(key)
         if shared is None or time.monotonic() - shared[0] > SHARED_LOOKUP_SECONDS:
-            shared = lookups[key] = (time.monotonic(), loop.create_task(self._lookup()))
-        try:
-            return await asyncio.shield(shared[1])
-        except BaseException:
-            if lookups.get(key) is shared and shared[1].done():
-                del lookups[key]
-            raise
+            task = loop.create_task(self._lookup())
+            shared = lookups[key] = (time.monotonic(), task)
+            task.add_done_callback(functools.partial(_settle_lookup, lookups, key, shared))
+        found = shared[1]
+        if isinstance(found, tuple):
+            return found
+        return await asyncio.shield(found)
 
     async def _lookup(self) -> tuple[str, HttpSettings]:
         """Look the connection up (as the triggerer does, without blocking it) and read its settings."""
@@ -485,6 +488,25 @@ class GrokVideoHook(BaseHook):
 
         conn = await get_async_connection(self.grok_conn_id, hook=self)
         return str(conn.conn_id), self._settings(conn)
+
+
+def _settle_lookup(
+    lookups: dict[Any, tuple[float, Any]], key: Any, shared: tuple[float, Any], task: asyncio.Task[Any]
+) -> None:
+    """
+    Keep a finished lookup's result in place of its task, or forget a lookup that failed.
+
+    :param lookups: the event loop's shared lookups.
+    :param key: the lookup's key (connection id and timeouts).
+    :param shared: the entry the task was stored in.
+    :param task: the finished lookup.
+    """
+    if lookups.get(key) is not shared:
+        return
+    if task.cancelled() or task.exception() is not None:
+        del lookups[key]
+    else:
+        lookups[key] = (shared[0], task.result())
 
 
 def base_url_of(conn: Connection) -> str:

@@ -184,6 +184,7 @@ class GrokVideoSensor(BaseSensorOperator):
         :param context: the task's context.
         :return: the video URL of a video already done, or the look to defer with.
         """
+        wait = self._video_wait(deadline=self._started(context) + self.timeout)  # from before the look
         try:
             task = self.hook.get_video_task(self.video_task_id, deadline=time.time())  # no retries
         except GrokVideoAPIError as error:
@@ -192,7 +193,7 @@ class GrokVideoSensor(BaseSensorOperator):
             self.log.info("Grok video task %s: first look failed (%s); deferring", self.video_task_id, error)
             return None, None
         read_at = time.time()
-        step = self._video_wait(deadline=self._started(context) + self.timeout).step(task, read_at)
+        step = wait.step(task, read_at)
         if step.status == "failed":
             metrics.count("failed", dag_id=self.dag_id, task_id=self.task_id)
             self._fail_now(GrokVideoGenerationFailed(self.video_task_id, step.task.error_message))
