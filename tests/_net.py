@@ -6,8 +6,8 @@
   may terminate TLS (and require a client certificate), strips a path prefix, and records what
   it received.
 * :class:`ForwardProxy` is a threaded HTTP proxy: plain-HTTP forwarding and ``CONNECT``
-  tunnels, optional Basic credentials, a ``CONNECT`` refusal on demand, and a record of every
-  request it was asked to make.
+  tunnels, optional Basic credentials, a ``CONNECT`` refusal (or no answer at all) on demand, and
+  a record of every request it was asked to make.
 """
 
 from __future__ import annotations
@@ -292,6 +292,8 @@ class ForwardProxy:
     :param credentials: ``(user, password)`` required in ``Proxy-Authorization`` (407 otherwise).
     :param drop_after_connect: accept every ``CONNECT`` ("200 Connection established"), then close
         the tunnel before a byte of the TLS handshake is answered.
+    :param hold_connect: never answer a ``CONNECT`` (the TCP connection stays open until the proxy
+        stops): a client behind it is stuck before a byte of its request leaves.
     """
 
     def __init__(
@@ -301,8 +303,10 @@ class ForwardProxy:
         refuse_connect: int | None = None,
         credentials: tuple[str, str] | None = None,
         drop_after_connect: bool = False,
+        hold_connect: bool = False,
     ) -> None:
         self.routes = routes or {}
+        self.hold_connect = hold_connect
         self.refuse_connect = refuse_connect
         self.drop_after_connect = drop_after_connect
         self.credentials = credentials
@@ -412,6 +416,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return
         if self.owner.refuse_connect is not None:
             self._refuse(self.owner.refuse_connect)
+            return
+        if self.owner.hold_connect:
+            self.owner.closing.wait()
+            self.close_connection = True
             return
         if self.owner.drop_after_connect:
             self.send_response(200, "Connection established")

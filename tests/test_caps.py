@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +28,9 @@ from airflow_grok_video.exceptions import GrokVideoSpendCapError, GrokVideoValid
 from airflow_grok_video.hooks.spend_store import SpendRequest, SpendStore
 from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
 from airflow_grok_video.spend_caps import Cap, Spend, windows_at
+from tests._net import ForwardProxy
 from tests.conftest import API_KEY, REPO
+from tests.deployment import wait_for
 from tests.test_dags import run_dag, states
 from tests.test_durable import tries
 
@@ -301,3 +304,78 @@ def test_the_docs_show_the_sql_the_store_runs() -> None:
     statements = (*spend_store.CREATE_STATEMENTS, spend_store.LOCK, spend_store.HELD, spend_store.INSERT)
     for statement in (*statements, spend_store.SETTLE):
         assert statement.format(p="%s", column="day_key") in page, statement
+
+
+# -- a worker killed between the reservation and the create ------------------------------------
+
+
+def hand_correction(page: str) -> tuple[str, str]:
+    """The SQL docs/spend-caps.md gives to find and release a reservation by hand (select, update)."""
+    block = page.split("release it by hand:", 1)[1].split("```sql\n", 1)[1].split("```", 1)[0]
+    statements = [
+        " ".join(s.split())
+        for s in "\n".join(line for line in block.splitlines() if not line.startswith("--")).split(";")
+        if s.strip()
+    ]
+    [select, update] = statements
+    return select, update
+
+
+#: A worker's try of one create (map index 0 of ``grok_caps_killed``), in a process of its own.
+WORKER = """
+from types import SimpleNamespace
+import pendulum
+from airflow.sdk import DAG
+from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
+with DAG("grok_caps_killed", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
+    create = GrokCreateVideoOperator(
+        task_id="create", prompt="a fox", image_url="https://example.com/fox.png", durable=False
+    )
+create.execute({"ti": SimpleNamespace(run_id="manual__killed", map_index=0, try_number=1)})
+"""
+
+
+def test_a_worker_killed_between_reservation_and_create_leaves_the_reservation_counted(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    store, output = tmp_path / "spend.db", tmp_path / "worker.log"
+    sqlite_store(monkeypatch, store)
+    with ForwardProxy(hold_connect=True) as proxy:
+        # https through a proxy that never answers the CONNECT: the create is stuck after its
+        # reservation and before a byte of it leaves (a long timeout: the process is killed first).
+        extra = {"proxies": {"https": proxy.url}, "timeout": 300}
+        api = f"https://127.0.0.1:{emulator.port}"
+        capped_connection(monkeypatch, api, {"videos_per_day": 1}, **extra)
+        env = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "https_proxy")}
+        with output.open("wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-c", WORKER], env=env, stdout=log, stderr=log, start_new_session=True
+            )
+
+        def stuck_in_the_create() -> bool:
+            assert worker.poll() is None, f"the worker ended: {output.read_text()[-3000:]}"
+            return any(seen.method == "CONNECT" for seen in proxy.seen)
+
+        try:
+            wait_for(stuck_in_the_create, 120, "the create's CONNECT", every=0.1)
+            assert rows(store) == [(0, "reserved", None)]
+        finally:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(30)
+        assert [(s.method, s.target) for s in proxy.seen] == [("CONNECT", f"127.0.0.1:{emulator.port}")]
+    assert emulator.requests == []
+    # Killed before the verdict: the reservation stays, and counts against the day's one video.
+    assert rows(store) == [(0, "reserved", None)]
+    spend_store, cap = SpendStore(STORE), Cap("videos", "day", 1, "connection 'grok_video_default'")
+    now = datetime.now(timezone.utc)
+    with pytest.raises(GrokVideoSpendCapError, match="already holds 1 video, 10 s"):
+        spend_store.reserve(request((cap,)), now)
+    # The docs' hand correction finds it and releases it: the day's video is free again.
+    select, update = hand_correction((REPO / "docs" / "spend-caps.md").read_text())
+    with contextlib.closing(sqlite3.connect(store)) as db:
+        [(reservation_id, dag_id, _, task_id, map_index, _)] = db.execute(select).fetchall()
+        assert (dag_id, task_id, map_index) == ("grok_caps_killed", "create", 0)
+        db.execute(update.replace("<reservation_id>", reservation_id))
+        db.commit()
+    spend_store.reserve(request((cap,)), now)
+    assert sorted(state for _, state, _ in rows(store)) == ["released", "reserved"]

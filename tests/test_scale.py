@@ -4,7 +4,8 @@ Each scenario is a test marked ``scale`` (``make test-scale`` runs them alone; `
 share one topology, and a scenario that kills a component starts a new one before it ends. The
 number of videos per pattern is ``GROK_SCALE_VIDEOS`` (4 in ``make test``; the issue's 50 with
 ``GROK_SCALE_VIDEOS=50 make test-scale``; the mapped task group's scenario runs only above the 16
-worker slots), the emulator's generation time ``GROK_SCALE_GENERATION_SECONDS`` (10).
+worker slots), the emulator's generation time ``GROK_SCALE_GENERATION_SECONDS`` (10). The spend
+caps' scenario always runs 20 creates a part, through the capped connections of tests/topology.py.
 docs/scale.md has what was measured.
 """
 
@@ -23,7 +24,7 @@ import pytest
 
 from airflow_grok_video.emulator.wire import QUERY_PREFIX
 from tests.deployment import REPO, wait_for
-from tests.topology import API_KEY, ScaleDeployment
+from tests.topology import API_KEY, CAPPED_CONNECTIONS, SPEND_DATABASE, ScaleDeployment
 
 pytestmark = [pytest.mark.slow, pytest.mark.scale, pytest.mark.timeout(1800)]
 VIDEOS = int(os.environ.get("GROK_SCALE_VIDEOS", "4"))
@@ -42,7 +43,9 @@ FIGURES = REPO / "build" / "scale.json"
 def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleDeployment]:
     home = tmp_path_factory.mktemp("airflow-scale")
     FIGURES.unlink(missing_ok=True)
-    dag_files = [REPO / "tests" / "scale_dags" / "grok_scale_dags.py"]
+    dag_files = [
+        REPO / "tests" / "scale_dags" / name for name in ("grok_scale_dags.py", "grok_scale_caps_dags.py")
+    ]
     deployment = ScaleDeployment(home, dag_files, generation_seconds=GENERATION_SECONDS)
     try:
         yield deployment.start()
@@ -109,6 +112,50 @@ def test_in_a_mapped_task_group_each_wait_follows_its_own_create(topology: Scale
             assert min(first_query[video] for video in videos) >= max(ended.values())
     assert max(lags[GROUP]) < max(lags[SENSOR])
     record_figures("wait after create", **figures)
+
+
+#: Each part of the caps' scenario: the capped connection, and how many mapped creates each DAG runs.
+CAPPED_PARTS = {
+    "grok_capped_videos": {"grok_scale_capped_videos": 20},
+    "grok_capped_seconds": {"grok_scale_capped_seconds": 20},
+    "grok_capped_shared": {"grok_scale_capped_shared_a": 10, "grok_scale_capped_shared_b": 10},
+}
+
+
+def test_spend_caps_hold_against_creates_racing_on_both_workers(topology: ScaleDeployment) -> None:
+    """
+    20 mapped creates against a daily cap of 5: in videos, in seconds (50 s of 10 s videos), in two DAGs.
+
+    One part after the other, each through its own capped connection (so none sees another's
+    spend), its 20 creates racing for the two workers' 16 slots and for the store's lock row.
+    """
+    started = time.monotonic()
+    figures: dict[str, Any] = {}
+    for conn_id, dags in CAPPED_PARTS.items():
+        topology.emulator("reset", {})
+        assert not spend_rows(topology, conn_id), "a part must start with nothing spent on its connection"
+        runs = {dag_id: topology.trigger(dag_id, {"videos": videos}) for dag_id, videos in dags.items()}
+        refused: list[tuple[str, str, int]] = []
+        for dag_id, run_id in runs.items():
+            assert topology.finish(dag_id, run_id, timeout=600) == "failed", topology.logs()
+            states = topology.states(dag_id, run_id, "create")
+            assert len(states) == dags[dag_id] and set(states.values()) <= {"success", "failed"}, states
+            assert set(try_numbers(topology, dag_id, run_id).values()) == {1}, "a refusal is not retried"
+            refused += [(dag_id, run_id, i) for i, state in states.items() if state == "failed"]
+        assert len(refused) == 15, f"{conn_id}: {len(refused)} of 20 creates refused"
+        assert creates(topology) == 5  # the refused 15 sent nothing
+        kept = spend_rows(topology, conn_id)
+        assert [state for state, _ in kept] == ["accepted"] * 5, kept
+        assert sorted(str(video) for _, video in kept) == sorted(topology.emulator("stats")["tasks"])
+        [cap_name] = CAPPED_CONNECTIONS[conn_id]
+        dag_id, run_id, map_index = refused[0]
+        log = task_log(topology, dag_id, run_id, map_index, 1)
+        assert f"Spend cap {cap_name}=" in log and f"(set by connection '{conn_id}') would be crossed" in log
+        per_worker, at_once = workers_that_ran(topology, runs), most_at_once(topology, runs)
+        figures[conn_id] = {"creates_per_worker": per_worker, "most_creates_running_at_once": at_once}
+        # The creates raced: both workers ran them, and more were running at once than the cap allows.
+        assert len(per_worker) == topology.workers and at_once > 5, figures
+    record_figures("spend caps", wall_seconds=round(time.monotonic() - started), **figures)
 
 
 def test_a_killed_celery_worker_costs_no_second_create(topology: ScaleDeployment) -> None:
@@ -209,6 +256,60 @@ def bought_and_running(topology: ScaleDeployment, run_id: str) -> dict[int, str]
     if len(owners) < min(VIDEOS, topology.workers * topology.concurrency) or None in owners.values():
         return None
     return {i: str(owner) for i, owner in owners.items()}
+
+
+def spend_rows(topology: ScaleDeployment, conn_id: str) -> list[tuple[str, str | None]]:
+    """The state and video task id of each reservation made through a Grok connection, from the store."""
+    tables = topology.postgres_query(
+        SPEND_DATABASE, "SELECT 1 FROM information_schema.tables WHERE table_name='grok_video_spend'"
+    )
+    if not tables:
+        return []  # no create has reserved yet
+    return [
+        (str(state), video)
+        for state, video in topology.postgres_query(
+            SPEND_DATABASE,
+            "SELECT state, video_task_id FROM grok_video_spend WHERE grok_conn_id=%s ORDER BY state",
+            conn_id,
+        )
+    ]
+
+
+def most_at_once(topology: ScaleDeployment, runs: dict[str, str]) -> int:
+    """The most create tries of the runs that were running at the same moment (from their start and end)."""
+    moments: list[tuple[Any, int]] = []
+    for dag_id, run_id in runs.items():
+        for start, end in topology.query(
+            "SELECT start_date, end_date FROM task_instance WHERE dag_id=? AND run_id=? AND task_id='create'",
+            dag_id,
+            run_id,
+        ):
+            moments += [(start, 1), (end, -1)]
+    running = most = 0
+    for _, change in sorted(moments, key=lambda moment: (moment[0], moment[1])):  # an end before a start
+        running += change
+        most = max(most, running)
+    return most
+
+
+def workers_that_ran(topology: ScaleDeployment, runs: dict[str, str]) -> dict[str, int]:
+    """How many of the runs' create tries each Celery worker received (its log names Celery's task id)."""
+    ids = [
+        executor_id
+        for dag_id, run_id in runs.items()
+        for (executor_id,) in topology.query(
+            "SELECT external_executor_id FROM task_instance WHERE dag_id=? AND run_id=? AND task_id='create'",
+            dag_id,
+            run_id,
+        )
+    ]
+    assert None not in ids, f"a try without its Celery task id: {ids}"
+    counts: dict[str, int] = {}
+    for name in [f"worker-{i}" for i in range(1, topology.workers + 1)]:
+        log = (topology.home / f"{name}.log").read_text(errors="replace")
+        counts[name] = sum(1 for executor_id in ids if f"[{executor_id}] received" in log)
+    assert sum(counts.values()) == len(ids), counts
+    return {name: count for name, count in counts.items() if count}
 
 
 def first_queries(topology: ScaleDeployment) -> dict[str, float]:

