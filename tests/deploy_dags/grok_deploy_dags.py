@@ -74,3 +74,14 @@ with DAG("grok_deploy_start_patterns", schedule=None, start_date=START, max_acti
         GrokVideoSensor(task_id="wait_outside", video_task_id=_one.output, poke_interval=1, deferrable=True)
 
     one_video.expand(prompt=[f"a quick grouped fox {i}" for i in range(START_PATTERN_VIDEOS)])
+
+
+# Many waits starting together in the triggerer (tests/test_deployment.py, issue 25): every sensor
+# reads the one create's video, so the scheduler defers them all at once when the create ends. Their
+# first queries come 10-20 s after each starts, once the triggerer has started them all.
+TOGETHER_WAITS = 100
+
+with DAG("grok_deploy_together", schedule=None, start_date=START, max_active_tasks=TOGETHER_WAITS + 1):
+    _video = GrokCreateVideoOperator(task_id="create", prompt="a fox for everyone", image_url=IMAGE)
+    for _i in range(TOGETHER_WAITS):
+        GrokVideoSensor(task_id=f"wait_{_i}", video_task_id=_video.output, poke_interval=20, deferrable=True)
