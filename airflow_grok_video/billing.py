@@ -332,11 +332,12 @@ class JournalChain:
     When one cannot record the send (its :meth:`sending` raises), the request is not sent and the
     journals already told hear that it was not accepted.
 
-    :param journals: the journals, e.g. the spend caps' reservation then the operator's ledger.
+    :param journals: the journals, e.g. the spend caps' reservation then the operator's ledger;
+        ``None`` stands for a journal not kept.
     """
 
-    def __init__(self, *journals: CreateJournal) -> None:
-        self.journals = journals
+    def __init__(self, *journals: CreateJournal | None) -> None:
+        self.journals = tuple(journal for journal in journals if journal is not None)
 
     def sending(self) -> None:
         """Tell each journal, in order, that a create request is about to be sent."""

@@ -15,8 +15,9 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -64,35 +65,13 @@ def rows(path: Path) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
-def request(caps: tuple[Cap, ...], seconds: int = 10, map_index: int = -1) -> SpendRequest:
+def request_for(caps: tuple[Cap, ...], seconds: int = 10, map_index: int = -1) -> SpendRequest:
     return SpendRequest(
         "grok_video_default", "dag", "run", "create", map_index, 1, Spend(1, seconds, 0.0), caps
     )
 
 
 # -- the store, alone ---------------------------------------------------------------------
-
-
-#: One racer, in a process of its own: wait for the common start, then try to reserve one video.
-RACER = """
-import sys, time
-from datetime import datetime, timezone
-from airflow_grok_video.exceptions import GrokVideoSpendCapError
-from airflow_grok_video.hooks.spend_store import SpendRequest, SpendStore
-from airflow_grok_video.spend_caps import Cap, Spend
-store = SpendStore(sys.argv[1])
-store.check()
-cap = Cap("videos", "day", 5, "connection 'grok_video_default'")
-spend = Spend(1, 10, 0.0)
-request = SpendRequest("grok_video_default", "dag", "run", "create", int(sys.argv[3]), 1, spend, (cap,))
-time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
-try:
-    store.reserve(request, datetime.now(timezone.utc))
-except GrokVideoSpendCapError:
-    print("refused")
-else:
-    print("reserved")
-"""
 
 
 @pytest.fixture
@@ -114,21 +93,32 @@ def postgres_store() -> Iterator[tuple[str, int]]:
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
 def test_twenty_racing_reservations_get_exactly_the_cap(
-    request: pytest.FixtureRequest, tmp_path: Path, database: str
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: str
 ) -> None:
+    """Twenty reservations let go at once, each on its own database connection: exactly the cap's five pass.
+
+    (Twenty processes on two workers race in the production topology: tests/test_scale.py.)
+    """
     if database == "sqlite":
         conn_env = json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "spend.db")})
     else:
         conn_env, _ = request.getfixturevalue("postgres_store")
-    env = {**os.environ, f"AIRFLOW_CONN_{STORE.upper()}": conn_env}
-    start = str(time.time() + 8)  # every racer has imported Airflow and read the connection by then
-    racers = [
-        subprocess.Popen(
-            [sys.executable, "-c", RACER, STORE, start, str(n)], env=env, stdout=subprocess.PIPE, text=True
-        )
-        for n in range(20)
-    ]
-    outcomes = [racer.communicate(timeout=120)[0].strip() for racer in racers]
+    monkeypatch.setenv(f"AIRFLOW_CONN_{STORE.upper()}", conn_env)
+    cap = Cap("videos", "day", 5, "connection 'grok_video_default'")
+    store = SpendStore(STORE)
+    store.held("grok_video_default", windows_at(datetime.now(timezone.utc), "")["day"])  # tables made
+    start = threading.Barrier(20)
+
+    def race(index: int) -> str:
+        start.wait()
+        try:
+            store.reserve(request_for((cap,), map_index=index), datetime.now(timezone.utc))
+        except GrokVideoSpendCapError:
+            return "refused"
+        return "reserved"
+
+    with ThreadPoolExecutor(20) as pool:
+        outcomes = list(pool.map(race, range(20)))
     assert outcomes.count("reserved") == 5, outcomes
     assert outcomes.count("refused") == 15
 
@@ -139,16 +129,16 @@ def test_a_window_counts_every_reservation_not_released(
     sqlite_store(monkeypatch, tmp_path / "spend.db")
     store, cap = SpendStore(STORE), Cap("seconds", "day", 25, "task 'create'")
     now = datetime.now(timezone.utc)
-    first = store.reserve(request((cap,)), now)
-    store.reserve(request((cap,)), now)
+    first = store.reserve(request_for((cap,)), now)
+    store.reserve(request_for((cap,)), now)
     with pytest.raises(GrokVideoSpendCapError) as refused:
-        store.reserve(request((cap,)), now)
+        store.reserve(request_for((cap,)), now)
     message = str(refused.value)
     assert "seconds_per_day=25 (set by task 'create')" in message
     assert "already holds 2 videos, 20 s" in message and "asks for 1 video, 10 s" in message
     assert windows_at(now, "")["day"].resets in message
     store.settle(first, "released")
-    store.reserve(request((cap,)), now)  # the released 10 s are free again
+    store.reserve(request_for((cap,)), now)  # the released 10 s are free again
     assert store.held("grok_video_default", windows_at(now, "")["day"]) == Spend(2, 20, 0.0)
 
 
@@ -369,7 +359,7 @@ def test_a_worker_killed_between_reservation_and_create_leaves_the_reservation_c
     spend_store, cap = SpendStore(STORE), Cap("videos", "day", 1, "connection 'grok_video_default'")
     now = datetime.now(timezone.utc)
     with pytest.raises(GrokVideoSpendCapError, match="already holds 1 video, 10 s"):
-        spend_store.reserve(request((cap,)), now)
+        spend_store.reserve(request_for((cap,)), now)
     # The docs' hand correction finds it and releases it: the day's video is free again.
     select, update = hand_correction((REPO / "docs" / "spend-caps.md").read_text())
     with contextlib.closing(sqlite3.connect(store)) as db:
@@ -377,5 +367,5 @@ def test_a_worker_killed_between_reservation_and_create_leaves_the_reservation_c
         assert (dag_id, task_id, map_index) == ("grok_caps_killed", "create", 0)
         db.execute(update.replace("<reservation_id>", reservation_id))
         db.commit()
-    spend_store.reserve(request((cap,)), now)
+    spend_store.reserve(request_for((cap,)), now)
     assert sorted(state for _, state, _ in rows(store)) == ["released", "reserved"]

@@ -199,12 +199,12 @@ class GrokCreateVideoOperator(BaseOperator):
         digests = fingerprint(body)
         ledger = self._ledger(context)
         earlier = self._reattach(ledger, digests, context) if ledger else None
-        journals = [
-            j
-            for j in (self._spend_journal(spend, body, price, context), self._ledger_journal(ledger, digests))
-            if j
-        ]
-        video_task_id = earlier.task_id if earlier else self._create(body, JournalChain(*journals), price)
+        if earlier is not None:
+            video_task_id = earlier.task_id
+        else:
+            spent = self._spend_journal(spend, body, price, context)
+            journal = JournalChain(spent, LedgerJournal(ledger, digests) if ledger else None)
+            video_task_id = self._create(body, journal, price)
         self._video_task_id = video_task_id
         self._push_purchase(context, video_task_id, body, price, reattached=earlier is not None)
         if self.wait_for_completion and not (earlier and earlier.succeeded):
@@ -435,10 +435,6 @@ class GrokCreateVideoOperator(BaseOperator):
             caps=spend.caps,
         )
         return SpendJournal(SpendStore(spend.store_conn_id), request)
-
-    @staticmethod
-    def _ledger_journal(ledger: CreateLedger | None, digests: dict[str, str]) -> LedgerJournal | None:
-        return LedgerJournal(ledger, digests) if ledger else None
 
     def _create(self, body: dict[str, Any], journal: CreateJournal, price: Price | None) -> str:
         try:
