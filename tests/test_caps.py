@@ -145,37 +145,32 @@ def test_a_window_counts_every_reservation_not_released(
 # -- the operator ---------------------------------------------------------------------------
 
 
-def test_a_daily_cap_refuses_the_creates_that_would_cross_it_and_sends_nothing(
-    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@pytest.mark.parametrize(
+    ("caps", "price", "bought"),
+    [
+        ({"videos_per_day": 2}, None, 2),
+        ({"seconds_per_day": 25}, None, 2),  # 10 s videos
+        ({"cost_per_month": 3.0}, 0.1, 3),  # 1.0 a video
+        ({"videos_per_run": 4, "seconds_per_run": 25}, None, 2),  # the run's window, create by create
+    ],
+    ids=["videos", "seconds", "cost", "run"],
+)
+def test_a_cap_refuses_the_creates_that_would_cross_it_and_sends_nothing(
+    emulator: GrokVideoEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caps: dict[str, float],
+    price: float | None,
+    bought: int,
 ) -> None:
     sqlite_store(monkeypatch, tmp_path / "spend.db")
-    capped_connection(monkeypatch, emulator.base_url, {"videos_per_day": 2})
-    run = run_dag("grok_caps_mapped")
-    assert sorted(states(run).values()) == ["failed", "failed", "success", "success"]
-    assert emulator.creates == 2
+    capped_connection(monkeypatch, emulator.base_url, caps, **({"price_per_second": price} if price else {}))
+    run = run_dag("grok_caps_mapped")  # four creates
+    assert sorted(states(run).values()) == ["failed"] * (4 - bought) + ["success"] * bought
+    assert emulator.creates == bought
     assert set(tries(run).values()) == {1}, "a cap's refusal is not retried"
     kept = [row for row in rows(tmp_path / "spend.db") if row[1] == "accepted"]
     assert sorted(video for _, _, video in kept) == sorted(emulator.tasks)
-
-
-def test_a_seconds_cap_counts_seconds(
-    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    sqlite_store(monkeypatch, tmp_path / "spend.db")
-    capped_connection(monkeypatch, emulator.base_url, {"seconds_per_day": 25})
-    run = run_dag("grok_caps_mapped")
-    assert sorted(states(run).values()) == ["failed", "failed", "success", "success"]
-    assert emulator.creates == 2
-
-
-def test_a_cost_cap_counts_the_estimated_cost(
-    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    sqlite_store(monkeypatch, tmp_path / "spend.db")
-    capped_connection(monkeypatch, emulator.base_url, {"cost_per_month": 3.0}, price_per_second=0.1)
-    run = run_dag("grok_caps_mapped")  # 1.0 a video: three fit
-    assert sorted(states(run).values()) == ["failed", "success", "success", "success"]
-    assert emulator.creates == 3
 
 
 def test_a_mapped_create_larger_than_its_run_cap_buys_nothing(
