@@ -51,6 +51,7 @@ bench: install
 	trap 'kill $$polling 2>/dev/null || true' EXIT; \
 	$(BIN)/python -u benchmarks/import_cost.py --runs 7; \
 	$(BIN)/python -u benchmarks/triggers.py --sizes 100,1000,5000 --runs 3; \
+	$(BIN)/python -u benchmarks/startup.py --waits 1000; \
 	$(BIN)/python -u benchmarks/download.py --mb 200 --runs 3; \
 	status=0; wait $$polling || status=$$?; cat build/bench-polling.txt; \
 	$(BIN)/python -u benchmarks/deployment.py --videos 20 || status=$$?; exit $$status
