@@ -44,7 +44,6 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +54,9 @@ from airflow_grok_video.emulator.tasks import EmulatedVideo
 from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, VideoWait
 from airflow_grok_video.video_task import VideoTask
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from triggers import checkout
+
 DEFAULT_QUEUE_SECONDS = 1.0  # the emulator's default, used by the default model
 TARGET_REQUESTS = 4.0
 TARGET_LAG = 5.0
@@ -188,14 +189,9 @@ def table(
 
 def anchor_table(commit: str, argv: list[str]) -> dict[str, list[tuple[float, float, int, float]]] | None:
     """The same table with ``commit``'s package, in a subprocess; ``None`` if it cannot be had."""
-    with tempfile.TemporaryDirectory(prefix=f"bench-{commit}-") as tmp:
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", commit, "airflow_grok_video"], capture_output=True
-        )
-        if archive.returncode:
-            print(f"anchor {commit}: {archive.stderr.decode().strip()}")
+    with checkout(commit) as tmp:
+        if tmp is None:
             return None
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
         out = subprocess.run(
             [sys.executable, __file__, *argv, "--json"],
             env={**os.environ, "PYTHONPATH": os.pathsep.join([tmp, os.environ.get("PYTHONPATH", "")])},

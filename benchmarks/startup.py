@@ -36,19 +36,15 @@ same jittered start). Target: the provider's share of any block under 50 ms at 1
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from triggers import DEFAULT_ANCHOR, KEY, control, create_tasks, free_port
+from triggers import DEFAULT_ANCHOR, KEY, checkout, control, create_tasks, running_emulator
 
-REPO = Path(__file__).resolve().parent.parent
 TARGET_MS = 50.0
 
 SCENARIO = r"""
@@ -202,24 +198,6 @@ asyncio.run(main())
 """
 
 
-@contextlib.contextmanager
-def checkout(commit: str | None) -> Iterator[str | None]:
-    """That commit's ``airflow_grok_video`` in a temporary directory (``None`` when not asked or not found)."""
-    if not commit:
-        yield None
-        return
-    with tempfile.TemporaryDirectory(prefix=f"bench-{commit}-") as tmp:
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", commit, "airflow_grok_video"], capture_output=True
-        )
-        if archive.returncode:
-            print(f"anchor {commit}: {archive.stderr.decode().strip()}; not measured")
-            yield None
-            return
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
-        yield tmp
-
-
 def scenario(mode: str, ids: list[str], base: str, poll: float, previous: str | None) -> dict[str, object]:
     """One scenario in a fresh process: its figures."""
     env = {
@@ -295,35 +273,13 @@ def main() -> None:
     )
     parser.add_argument("--anchor", default=DEFAULT_ANCHOR, help="the commit measured as the previous code")
     args = parser.parse_args()
-    port = free_port()
-    emulator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "airflow_grok_video.emulator",
-            "--port",
-            str(port),
-            "--generation-seconds",
-            "86400",
-            "--api-key",
-            KEY,
-        ],
-        stdout=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        assert emulator.stdout is not None
-        emulator.stdout.readline()
-        with checkout(args.anchor) as previous:
-            for waits in (int(w) for w in args.waits.split(",")):
-                ids = create_tasks(base, waits)
-                modes = ["ours", "resumed", *(["previous"] if previous else []), "floor"]
-                results = {m: scenario(m, ids, base, args.poll_interval, previous) for m in modes}
-                report(waits, args.poll_interval, results, args.anchor if previous else None)
-                control(base, "stats")
-    finally:
-        emulator.terminate()
-        emulator.wait()
+    with running_emulator() as base, checkout(args.anchor) as previous:
+        for waits in (int(w) for w in args.waits.split(",")):
+            ids = create_tasks(base, waits)
+            modes = ["ours", "resumed", *(["previous"] if previous else []), "floor"]
+            results = {m: scenario(m, ids, base, args.poll_interval, previous) for m in modes}
+            report(waits, args.poll_interval, results, args.anchor if previous else None)
+            control(base, "stats")
 
 
 if __name__ == "__main__":

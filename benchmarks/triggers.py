@@ -146,6 +146,23 @@ asyncio.run(main())
 
 
 @contextlib.contextmanager
+def running_emulator() -> Iterator[str]:
+    """The emulator in a process of its own, its videos never done; yields its base URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "airflow_grok_video.emulator", "--port", str(port)]
+    emulator = subprocess.Popen(
+        [*command, "--generation-seconds", "86400", "--api-key", KEY], stdout=subprocess.PIPE
+    )
+    try:
+        assert emulator.stdout is not None
+        emulator.stdout.readline()  # it says it listens
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        emulator.terminate()
+        emulator.wait()
+
+
+@contextlib.contextmanager
 def checkout(commit: str | None) -> Iterator[str | None]:
     """That commit's ``airflow_grok_video`` in a temporary directory (``None`` when not asked or not found)."""
     if not commit:
@@ -233,39 +250,16 @@ def main() -> None:
         "--anchor", default=DEFAULT_ANCHOR, help="the commit measured as the previous code ('' for none)"
     )
     args = parser.parse_args()
-    port = free_port()
-    emulator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "airflow_grok_video.emulator",
-            "--port",
-            str(port),
-            "--generation-seconds",
-            "86400",
-            "--api-key",
-            KEY,
-        ],
-        stdout=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        assert emulator.stdout is not None
-        emulator.stdout.readline()
-        with checkout(args.anchor) as previous:
-            modes = [m for m in MODES if m != "previous" or previous]
-            for size in (int(s) for s in args.sizes.split(",")):
-                ids = create_tasks(base, size)
-                idle = median([scenario("idle", ids, base) for _ in range(args.runs)])
-                runs = [
-                    {mode: scenario(mode, ids, base, idle, previous) for mode in modes}
-                    for _ in range(args.runs)
-                ]
-                results = {mode: median([run[mode] for run in runs]) for mode in modes}
-                report(size, results, args.runs, args.anchor if previous else None)
-    finally:
-        emulator.terminate()
-        emulator.wait()
+    with running_emulator() as base, checkout(args.anchor) as previous:
+        modes = [m for m in MODES if m != "previous" or previous]
+        for size in (int(s) for s in args.sizes.split(",")):
+            ids = create_tasks(base, size)
+            idle = median([scenario("idle", ids, base) for _ in range(args.runs)])
+            runs = [
+                {mode: scenario(mode, ids, base, idle, previous) for mode in modes} for _ in range(args.runs)
+            ]
+            results = {mode: median([run[mode] for run in runs]) for mode in modes}
+            report(size, results, args.runs, args.anchor if previous else None)
 
 
 def report(size: int, r: dict[str, dict[str, float]], runs: int, anchor: str | None) -> None:
