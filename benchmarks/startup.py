@@ -38,12 +38,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from triggers import DEFAULT_ANCHOR, KEY, checkout, control, create_tasks, running_emulator
+from triggers import DEFAULT_ANCHOR, KEY, checkout, control, create_tasks, run_scenario, running_emulator
 
 TARGET_MS = 50.0
 
@@ -207,25 +206,7 @@ def scenario(mode: str, ids: list[str], base: str, poll: float, previous: str | 
         ),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",  # as a triggerer runs
     }
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            SCENARIO,
-            "ours" if mode == "previous" else mode,
-            str(poll),
-            str(poll + 3),
-            base,
-        ],
-        input=json.dumps(ids),
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-        cwd=previous if mode == "previous" else None,  # `python -c` puts its directory first on sys.path
-    )
-    figures: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
-    return figures
+    return run_scenario(SCENARIO, mode, [str(poll), str(poll + 3), base], ids, env, previous)
 
 
 def report(waits: int, poll: float, results: dict[str, dict[str, object]], anchor: str | None) -> None:

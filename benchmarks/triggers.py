@@ -145,6 +145,27 @@ asyncio.run(main())
 """
 
 
+def run_scenario(
+    script: str, mode: str, args: list[str], ids: list[str], env: dict[str, str], previous: str | None
+) -> dict[str, Any]:
+    """
+    Run a scenario script in a process of its own and return the JSON it prints last.
+
+    ``previous`` runs our mode with the previous commit's package (see :func:`checkout`).
+    """
+    out = subprocess.run(
+        [sys.executable, "-c", script, "ours" if mode == "previous" else mode, *args],
+        input=json.dumps(ids),
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=previous if mode == "previous" else None,  # `python -c` puts its directory first on sys.path
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 @contextlib.contextmanager
 def running_emulator() -> Iterator[str]:
     """The emulator in a process of its own, its videos never done; yields its base URL."""
@@ -197,24 +218,7 @@ def scenario(
         # INFO, as a triggerer runs: what a wait logs is part of its cost (the output is discarded).
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
     }
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            SCENARIO,
-            "ours" if mode == "previous" else mode,
-            str(DURATION),
-            str(WARM_UP),
-            base,
-        ],
-        input=json.dumps(ids),
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-        cwd=previous if mode == "previous" else None,  # `python -c` puts its directory first on sys.path
-    )
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_scenario(SCENARIO, mode, [str(DURATION), str(WARM_UP), base], ids, env, previous)
     after = control(base, "stats")["queries"]
     polls, steady_polls = after - before, after - result.pop("queries_at_warm_up")
     idle = idle or {"cpu": 0.0, "cpu_steady": 0.0}
