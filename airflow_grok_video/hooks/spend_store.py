@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow.providers.common.compat.sdk import BaseHook
 
@@ -34,6 +35,8 @@ from airflow_grok_video.exceptions import (
     GrokVideoValidationError,
 )
 from airflow_grok_video.spend_caps import Cap, Spend, Window, over, windows_at
+
+T = TypeVar("T")
 
 #: The connection types whose databases the store is tested on.
 SUPPORTED_CONN_TYPES = ("postgres", "sqlite")
@@ -217,9 +220,7 @@ class SpendStore:
         :param grok_conn_id: the Grok video connection.
         :param window: the window (see :func:`~airflow_grok_video.spend_caps.windows_at`).
         """
-        found: list[Spend] = []
-        self._transaction(lambda cursor: found.append(self._held(cursor, grok_conn_id, window)))
-        return found[0]
+        return self._transaction(lambda cursor: self._held(cursor, grok_conn_id, window))
 
     def _held(self, cursor: Any, grok_conn_id: str, window: Window) -> Spend:
         cursor.execute(self._sql(HELD, column=COLUMNS[window.kind]), (grok_conn_id, window.key))
@@ -229,7 +230,7 @@ class SpendStore:
     def _sql(self, template: str, **names: str) -> str:
         return template.format(p=self._hook.placeholder, **names)
 
-    def _transaction(self, work: Any) -> None:
+    def _transaction(self, work: Callable[[Any], T]) -> T:
         """Run ``work(cursor)`` in one transaction (tables created first); store failures fail closed."""
         try:
             conn = self._hook.get_conn()
@@ -238,8 +239,9 @@ class SpendStore:
         try:
             self._ensure_tables(conn)
             cursor = conn.cursor()
-            work(cursor)
+            result = work(cursor)
             conn.commit()
+            return result
         except GrokVideoSpendCapError:
             conn.rollback()
             raise
