@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import airflow
@@ -169,14 +172,25 @@ def test_a_try_asking_for_another_video_does_not_reattach(
     assert f"for video {first.task_id}, but this try asks for another video (changed: prompt)" in out + err
 
 
-def _once_the_first_try_is_gone(emulator: GrokVideoEmulator, then: Callable[[], None]) -> threading.Thread:
-    """Once try 1 (polling every 0.2 s) has stopped querying, call ``then``."""
+def _once_the_first_try_is_gone(
+    emulator: GrokVideoEmulator, then: Callable[[], None], dag_id: str = "grok_test_retry_after_failure"
+) -> threading.Thread:
+    """Once try 1 of ``dag_id``'s ``create`` task has failed (it waits for its retry), call ``then``.
+
+    Read from the task instance's state, not from a pause in try 1's queries: under load a poll
+    can come late, and a pause is no proof that the try has ended.
+    """
+    database = os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///")
 
     def watch() -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            requests = emulator.requests
-            if emulator.tasks and requests and time.time() - requests[-1].time > 0.8:
+            # Earlier runs of the DAG have ended: none of their task instances waits to retry.
+            with closing(sqlite3.connect(database, timeout=5)) as db:
+                waiting = db.execute(
+                    "SELECT 1 FROM task_instance WHERE dag_id = ? AND state = 'up_for_retry'", (dag_id,)
+                ).fetchone()
+            if emulator.tasks and waiting:
                 then()
                 return
             time.sleep(0.05)
@@ -187,7 +201,7 @@ def _once_the_first_try_is_gone(emulator: GrokVideoEmulator, then: Callable[[], 
 
 
 def _age_once_the_first_try_is_gone(emulator: GrokVideoEmulator, days: float) -> threading.Thread:
-    """Once try 1 (polling every 0.2 s) has stopped querying, make its video ``days`` old."""
+    """Once try 1 has failed, make its video ``days`` old."""
 
     def age() -> None:
         [task] = emulator.tasks.values()
