@@ -22,7 +22,7 @@ from airflow_grok_video.exceptions import (
 )
 from airflow_grok_video.hooks.grok_video import GrokVideoHook, Price
 from airflow_grok_video.hooks.spend_store import SpendRequest, SpendStore
-from airflow_grok_video.links.grok_video import VIDEO_URL_XCOM_KEY, GrokVideoLink
+from airflow_grok_video.links.grok_video import VIDEO_URL_XCOM_KEY, GrokVideoLink, SuccessValue
 from airflow_grok_video.operators._ledger import CreateLedger, CreateRecord, LedgerJournal, fingerprint
 from airflow_grok_video.operators._spend import SpendJournal
 from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, VideoWait
@@ -142,6 +142,9 @@ class GrokCreateVideoOperator(BaseOperator):
     template_fields_renderers = {"prompt": "md"}
     operator_extra_links = (GrokVideoLink(),)
     ui_color = "#d2e3fc"
+    #: What the task returns (XCom ``return_value``): the video task id; a subclass that always waits
+    #: (``@task.grok_video``) may return the ``video_url`` instead.
+    returns: SuccessValue = "video_task_id"
 
     def __init__(
         self,
@@ -185,13 +188,14 @@ class GrokCreateVideoOperator(BaseOperator):
         self.max_poll_interval = max_poll_interval
         self.spend_caps = spend_caps
         self._video_task_id: str | None = None  # the video this try bought or reattached to
+        self._video_url: str | None = None  # its URL, once this try has seen it done
 
     @cached_property
     def hook(self) -> GrokVideoHook:
         """The hook this operator calls the API through."""
         return GrokVideoHook(self.grok_conn_id)
 
-    def execute(self, context: Context) -> str:
+    def execute(self, context: Context) -> str | None:
         """Check everything, then reattach to this task instance's video or create one; wait if asked."""
         body, price, spend = self.preflight()
         if spend is not None:
@@ -209,11 +213,11 @@ class GrokCreateVideoOperator(BaseOperator):
         self._push_purchase(context, video_task_id, body, price, reattached=earlier is not None)
         if self.wait_for_completion and not (earlier and earlier.succeeded):
             self._wait(video_task_id, context)
-        return video_task_id
+        return self._returned()
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> str | None:
         """
-        Finish a deferred wait: push the video URL and return the video task id, or raise what went wrong.
+        Finish a deferred wait: push the video URL and return what the task returns, or raise what went wrong.
 
         :param context: the task's context.
         :param event: the trigger's event.
@@ -228,7 +232,11 @@ class GrokCreateVideoOperator(BaseOperator):
             self._count("failed")
             raise
         self._done(context, str(event["video_task_id"]), video_url)
-        return str(event["video_task_id"])
+        return self._returned()
+
+    def _returned(self) -> str | None:
+        """What the task returns: see :attr:`returns`."""
+        return self._video_url if self.returns == "video_url" else self._video_task_id
 
     # -- OpenLineage ----------------------------------------------------------------------
 
@@ -466,7 +474,7 @@ class GrokCreateVideoOperator(BaseOperator):
                 poll_interval=self.poll_interval,
                 max_poll_interval=self.max_poll_interval,
                 timeout=self.timeout,
-                return_value="video_task_id",
+                return_value=self.returns,
             )
         deadline = time.time() + self.timeout
         wait = VideoWait(video_task_id, PollSchedule(self.poll_interval, self.max_poll_interval), deadline)
@@ -487,6 +495,7 @@ class GrokCreateVideoOperator(BaseOperator):
 
     def _done(self, context: Context, video_task_id: str, video_url: str) -> None:
         self.log.info("Grok video task %s: completed, %s", video_task_id, url_for_logs(video_url))
+        self._video_url = video_url
         context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=video_url)
 
     def _count(self, event: str, by: int = 1) -> None:
