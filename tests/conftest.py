@@ -10,11 +10,14 @@ import os
 import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from airflow_grok_video.pytest_plugin import AirflowHome, connection_json, isolate_airflow
+
+if TYPE_CHECKING:
+    from tests.deployment import Deployment
 
 # Loaded already through its entry point when the package is installed; this also covers
 # PYTEST_DISABLE_PLUGIN_AUTOLOAD and a checkout whose install predates the entry point.
@@ -98,3 +101,25 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """
+    One real Airflow deployment (tests/deployment.py) shared by every test module that uses it.
+
+    It runs every DAG file in tests/deploy_dags, the keep example with the DAG scheduled on what it
+    keeps, and the human review example; videos take 45 s unless a test's emulator rule says otherwise.
+    """
+    from tests.deployment import REPO, Deployment
+
+    home = tmp_path_factory.mktemp("airflow-deployment")
+    examples = ("grok_video_keep.py", "grok_video_on_kept.py", "grok_video_review.py")
+    ours = sorted((REPO / "tests" / "deploy_dags").glob("*.py"))
+    dag_files = [*ours, *(REPO / "dags" / example for example in examples)]
+    running = Deployment(home, dag_files, generation_seconds=45)
+    running.env["AIRFLOW_VAR_GROK_VIDEO_DIR"] = str(home / "videos")
+    try:
+        yield running.start()
+    finally:
+        running.stop()

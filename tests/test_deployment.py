@@ -19,26 +19,8 @@ from tests.deployment import REPO, Deployment, wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 FAN_OUT = "grok_deploy_fan_out"
 VIDEOS = 20
-# The keep example and the example DAG scheduled on what it keeps.
-KEEP_EXAMPLES = [REPO / "dags" / "grok_video_keep.py", REPO / "dags" / "grok_video_on_kept.py"]
 # The human review example: a reviewer answers it through the REST API.
 REVIEW = "grok_video_review"
-
-
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    home = tmp_path_factory.mktemp("airflow-deployment")
-    dag_files = [
-        REPO / "tests" / "deploy_dags" / "grok_deploy_dags.py",
-        *KEEP_EXAMPLES,
-        REPO / "dags" / f"{REVIEW}.py",
-    ]
-    deployment = Deployment(home, dag_files, generation_seconds=45)
-    deployment.env["AIRFLOW_VAR_GROK_VIDEO_DIR"] = str(home / "videos")
-    try:
-        yield deployment.start()
-    finally:
-        deployment.stop()
 
 
 def all_deferred(deployment: Deployment, run_id: str) -> bool:
