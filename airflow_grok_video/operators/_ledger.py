@@ -59,6 +59,15 @@ class CreateRecord:
         return sorted(k for k in fields if self.fingerprint.get(k) != now.get(k))
 
 
+def item_key(index: int) -> str:
+    """
+    The store key of a batch's item ``index`` (its position in the batch's input).
+
+    :param index: the item's position, from 0.
+    """
+    return f"{LEDGER_KEY}/{index}"
+
+
 def fingerprint(body: dict[str, Any]) -> dict[str, str]:
     """
     A digest of each field of a create's body: enough to tell which field changed, nothing readable.
@@ -77,28 +86,32 @@ class CreateLedger:
 
     :param store: the context's ``task_state_store`` (``None`` when Airflow has none: before 3.3).
     :param try_number: the current try.
+    :param key: the store key: :data:`LEDGER_KEY` for a task that buys one video; a batch keeps one
+        ledger per item (:func:`item_key`).
     """
 
-    def __init__(self, store: Any, try_number: int) -> None:
+    def __init__(self, store: Any, try_number: int, key: str = LEDGER_KEY) -> None:
         self.store = store
         self.try_number = try_number
+        self.key = key
 
     @classmethod
-    def of(cls, context: Any) -> CreateLedger | None:
+    def of(cls, context: Any, key: str = LEDGER_KEY) -> CreateLedger | None:
         """
         The ledger of the running task instance, or ``None`` when Airflow has no task state store.
 
         :param context: the task's context.
+        :param key: the store key (see the class).
         """
         store = context.get("task_state_store")
         if store is None:
             return None
         ti = context.get("ti")
-        return cls(store, int(getattr(ti, "try_number", 1) or 1))
+        return cls(store, int(getattr(ti, "try_number", 1) or 1), key)
 
     def previous(self) -> CreateRecord | None:
         """The record an earlier try left, if any."""
-        value = self.store.get(LEDGER_KEY)
+        value = self.store.get(self.key)
         if not isinstance(value, dict):
             return None
         task_id = value.get("video_task_id")
@@ -132,7 +145,7 @@ class CreateLedger:
 
     def clear(self) -> None:
         """Forget the create: nothing was bought (the API certainly did not accept it)."""
-        self.store.delete(LEDGER_KEY)
+        self.store.delete(self.key)
 
     def _write(self, record: CreateRecord) -> None:
         value = {
@@ -141,7 +154,7 @@ class CreateLedger:
             "video_task_id": record.video_task_id,
             "fingerprint": record.fingerprint,
         }
-        self.store.set(LEDGER_KEY, value)
+        self.store.set(self.key, value)
 
 
 @dataclass

@@ -15,7 +15,6 @@ from airflow_grok_video import metrics
 from airflow_grok_video.billing import CreateJournal, JournalChain
 from airflow_grok_video.exceptions import (
     GrokVideoGenerationFailed,
-    GrokVideoNotFoundError,
     GrokVideoSpendCapError,
     GrokVideoUncertainCreateError,
     GrokVideoValidationError,
@@ -24,11 +23,12 @@ from airflow_grok_video.hooks.grok_video import GrokVideoHook, Price
 from airflow_grok_video.hooks.spend_store import SpendRequest, SpendStore
 from airflow_grok_video.links.grok_video import VIDEO_URL_XCOM_KEY, GrokVideoLink, SuccessValue
 from airflow_grok_video.operators._ledger import CreateLedger, CreateRecord, LedgerJournal, fingerprint
+from airflow_grok_video.operators._reattach import Found, find_earlier
 from airflow_grok_video.operators._spend import SpendJournal
 from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, VideoWait
 from airflow_grok_video.spend_caps import Spend, SpendPolicy
 from airflow_grok_video.validation import MODEL, build_create_body
-from airflow_grok_video.video_task import VIDEO_URL_LIFETIME, VideoTask, url_for_logs
+from airflow_grok_video.video_task import VideoTask, url_for_logs
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.openlineage.facet import Dataset, RunFacet
@@ -345,51 +345,21 @@ class GrokCreateVideoOperator(BaseOperator):
 
     def _reattach(self, ledger: CreateLedger, digests: dict[str, str], context: Context) -> VideoTask | None:
         """Return the video an earlier try bought for this same request, if it is still worth having."""
-        record = ledger.previous()
-        if record is None:
+        earlier = find_earlier(ledger, digests, self.hook)
+        if earlier.found is Found.UNCERTAIN and earlier.record is not None:
+            self._refuse_or_accept_uncertain(earlier.record)
+        if earlier.why:
+            self.log.warning("Creating a new video: %s", earlier.why)
+        if earlier.found is not Found.USABLE or earlier.task is None or earlier.record is None:
             return None
-        changed = record.changed_fields(digests)
-        if changed:
-            earlier = f"video {record.video_task_id}" if record.video_task_id else "a video of unknown id"
-            self.log.warning(
-                "Creating a new video: %s for %s, but this try asks for another video (changed: %s); "
-                "that earlier create stays billed.",
-                record.describe(),
-                earlier,
-                ", ".join(changed),
-            )
-            return None
-        if record.video_task_id is None:
-            self._refuse_or_accept_uncertain(record)
-            return None
-        task = self._known_task(record.video_task_id)
-        why = self._not_worth_having(task)
-        if task is None or why:
-            self.log.warning(
-                "Creating a new video: %s made video %s, but %s", record.describe(), record.video_task_id, why
-            )
-            return None
+        task = earlier.task
         self.log.info(
-            "Reattaching to video %s (%s; now %s)", task.task_id, record.describe(), task.describe()
+            "Reattaching to video %s (%s; now %s)", task.task_id, earlier.record.describe(), task.describe()
         )
         self._count("reattached")
         if task.succeeded and task.video_url:
             self._done(context, task.task_id, task.video_url)
         return task
-
-    @staticmethod
-    def _not_worth_having(task: VideoTask | None) -> str | None:
-        """Why an earlier try's video cannot be handed on (``None`` when it can)."""
-        if task is None:
-            return "the API no longer knows it"
-        if task.failed:
-            return f"it failed ({task.error_message})"
-        if task.url_expired(time.time()):
-            return (
-                f"its URL has expired (video URLs live {VIDEO_URL_LIFETIME.days} days after the video is "
-                "done); a copy kept by an earlier run is not affected"
-            )
-        return None
 
     def _refuse_or_accept_uncertain(self, record: CreateRecord) -> None:
         message = (
@@ -401,13 +371,6 @@ class GrokCreateVideoOperator(BaseOperator):
             self._count("uncertain_create_refused")
             raise AirflowFailException(message)
         self.log.warning("%s Creating again, as on_uncertain_create='recreate' asks.", message)
-
-    def _known_task(self, video_task_id: str) -> VideoTask | None:
-        """The earlier try's video, or ``None`` only when the API itself says it does not exist."""
-        try:
-            return self.hook.get_video_task(video_task_id)
-        except GrokVideoNotFoundError:
-            return None  # any other failure (a gateway's 404 among them) fails this try, buying nothing
 
     def _check_expansion(self, spend: SpendPolicy, context: Context) -> None:
         """Refuse every map index before any buys, when the task asks for more videos than its run's cap."""
