@@ -80,4 +80,10 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_grok_video.triggers.grok_video"],
             }
         ],
+        "task-decorators": [
+            {
+                "class-name": "airflow_grok_video.decorators.grok_video.grok_video_task",
+                "name": "grok_video",
+            }
+        ],
     }

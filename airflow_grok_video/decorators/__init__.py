@@ -1,0 +1,1 @@
+"""TaskFlow decorators of the Grok video provider: ``@task.grok_video``."""
