@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed-$(AIRFLOW_MINOR)
 comma := ,
 EXTRAS := test,docs$(if $(filter $(NEWEST),$(AIRFLOW_MINOR)),$(comma)scale)
 
-.PHONY: install demo test test-slow test-newest test-older-niced test-fast lint docs bench pytest test-older test-scale clean dist
+.PHONY: install demo test test-slow test-rest test-fast lint docs bench pytest test-older test-scale clean dist
 
 install: $(STAMP)
 
@@ -62,20 +62,16 @@ lint: install
 	$(BIN)/mypy
 
 # The slow tests (real deployments: mostly waiting on heartbeats and generation times) run beside the
-# older minors' suites, which run at a lower CPU priority so that the deployments' timings hold; the
-# newest minor's other tests follow the slow ones. Each side's output is printed whole when it ends.
+# rest of the suite on every minor, which runs at a lower CPU priority so that the deployments' timings
+# hold; each side's output is printed whole when it ends.
 test: lint docs
-	$(MAKE) -j 2 --output-sync=target test-newest test-older-niced
-
-test-newest: install
-	$(MAKE) test-slow
-	$(MAKE) test-fast
-
-test-older-niced:
-	nice -n 10 $(MAKE) test-older
+	$(MAKE) -j 2 --output-sync=target test-slow test-rest
 
 test-slow: install
 	$(BIN)/python -m pytest -ra -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+test-rest: install
+	nice -n 10 $(MAKE) test-fast test-older
 
 test-fast: install
 	$(BIN)/python -m pytest -ra -n 2 -m "not slow" $(PYTEST_ARGS)
