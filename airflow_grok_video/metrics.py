@@ -21,3 +21,18 @@ def count(event: str, *, dag_id: str, task_id: str, by: int = 1) -> None:
     from airflow.providers.common.compat.sdk import Stats
 
     Stats.incr(f"grok_video.{event}", count=by, tags={"dag_id": dag_id, "task_id": task_id})
+
+
+def count_bought(*, dag_id: str, task_id: str, seconds: int, cost: float | None) -> None:
+    """
+    Count one video bought: ``created``, its ``video_seconds`` and, with a price, ``estimated_cost_micros``.
+
+    :param dag_id: the DAG's id.
+    :param task_id: the task's id.
+    :param seconds: the video's length.
+    :param cost: its estimated cost, when the connection has a price.
+    """
+    count("created", dag_id=dag_id, task_id=task_id)
+    count("video_seconds", dag_id=dag_id, task_id=task_id, by=seconds)
+    if cost is not None:
+        count("estimated_cost_micros", dag_id=dag_id, task_id=task_id, by=round(cost * 1_000_000))

@@ -128,3 +128,38 @@ def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> str | None:
     if value not in allowed:
         raise GrokVideoValidationError(field, value, "must be one of " + ", ".join(map(repr, allowed)))
     return str(value)
+
+
+#: The create's fields a batch item (or ``@task.grok_video``'s function) may give, each overriding
+#: the task's argument of that name.
+CREATE_FIELDS = ("prompt", "image_url", "image_urls", "duration", "ratio", "orientation", "model")
+#: Fields that choose one thing together: giving one replaces every field of its group the task set
+#: (an item's ``ratio`` replaces the task's ``orientation``, its ``image_urls`` the ``image_url``),
+#: unless the item gives them too.
+ONE_CHOICE = (("image_url", "image_urls"), ("ratio", "orientation"))
+
+
+def create_fields(value: Any, *, name: str) -> dict[str, Any]:
+    """
+    The create fields ``value`` gives: a prompt (a ``str``), or a mapping of :data:`CREATE_FIELDS`.
+
+    The values themselves are checked by :func:`build_create_body`, once merged over the task's.
+
+    :param value: a prompt, or a mapping of the create's fields to their values.
+    :param name: what ``value`` is, for messages (``items[3]``).
+    :return: the fields to set over the task's, with ``None`` for each one it replaces (:data:`ONE_CHOICE`).
+    :raises GrokVideoValidationError: naming ``name`` (or ``name.field``), the value and what is allowed.
+    """
+    allowed = f"must be the prompt (a str) or a mapping of the create's fields ({', '.join(CREATE_FIELDS)})"
+    if isinstance(value, str):
+        value = {"prompt": value}
+    if not isinstance(value, dict):
+        raise GrokVideoValidationError(name, value, allowed)
+    for key, given in value.items():
+        if key not in CREATE_FIELDS:
+            raise GrokVideoValidationError(f"{name}.{key}", given, f"not a create field; {name} {allowed}")
+    fields = dict(value)
+    for group in ONE_CHOICE:
+        if any(field in fields for field in group):
+            fields = dict.fromkeys(group) | fields
+    return fields

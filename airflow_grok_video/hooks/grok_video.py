@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 import time
 import weakref
 from functools import cached_property
@@ -16,7 +17,7 @@ from airflow_grok_video.billing import CreateJournal, CreateOutcome, Stage, Verd
 from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoAuthError, GrokVideoValidationError
 from airflow_grok_video.get_provider_info import UI_FIELD_BEHAVIOUR
 from airflow_grok_video.hooks._envelope import CREATE_PATH, DEFAULT_BASE_URL, QUERY_PATH, unwrap
-from airflow_grok_video.hooks.retry import RetryPolicy, parse_retry_after
+from airflow_grok_video.hooks.retry import Pacer, RetryPolicy, parse_retry_after
 from airflow_grok_video.spend_caps import CAPS_EXTRA, STORE_EXTRA, SpendPolicy, combine, parse_caps
 from airflow_grok_video.validation import MODEL, build_create_body
 from airflow_grok_video.video_task import VideoTask
@@ -104,6 +105,7 @@ class GrokVideoHook(BaseHook):
         self.read_timeout = read_timeout
         self.retry_policy = retry_policy or RetryPolicy()
         self._sync: SyncClient | None = None
+        self._sync_lock = threading.Lock()  # a batch's creates share the hook from several threads
         self._async: AsyncClient | None = None
 
     def __repr__(self) -> str:
@@ -127,6 +129,7 @@ class GrokVideoHook(BaseHook):
         orientation: str | None = None,
         model: str = MODEL,
         journal: CreateJournal | None = None,
+        pacer: Pacer | None = None,
     ) -> dict[str, Any]:
         """
         Validate the parameters, then create one (billed) video task.
@@ -146,6 +149,8 @@ class GrokVideoHook(BaseHook):
         :param journal: told right before each request is sent and right after its verdict (the
             create operator's ledger), so that a record of a create in flight spans the request
             alone, never a wait between retries.
+        :param pacer: a gate shared with creates sent side by side (a batch's): each waits its turn
+            before it is sent, and a 429 closes the gate for every one.
         :return: the API's ``data``: ``task_id``, ``status``, ``model``, ``created_at``.
         :raises GrokVideoValidationError: before any request, for an invalid parameter.
         :raises GrokVideoUncertainCreateError: when a video may have been created but its id is unknown.
@@ -164,6 +169,8 @@ class GrokVideoHook(BaseHook):
         price = self.price()  # read now: nothing may fail between a paid answer and its record
         for attempt in self.retry_policy.attempts(creates=True, log=self.log):
             time.sleep(attempt.wait)
+            if pacer is not None:
+                pacer.wait_turn()
             if journal is not None:
                 journal.sending()
             try:
@@ -171,6 +178,8 @@ class GrokVideoHook(BaseHook):
             except GrokVideoAPIError as error:
                 if journal is not None and error.verdict is not None:
                     journal.settled(error.verdict, None)
+                if pacer is not None:
+                    pacer.answered(error)
                 attempt.failed(error)
             else:
                 self._log_created(data, body, price)  # first, so that the id is known whatever follows
@@ -429,11 +438,12 @@ class GrokVideoHook(BaseHook):
         return settings
 
     def _sync_client(self) -> SyncClient:
-        if self._sync is None:
-            from airflow_grok_video.hooks._clients import SyncClient
+        with self._sync_lock:
+            if self._sync is None:
+                from airflow_grok_video.hooks._clients import SyncClient
 
-            self._sync = SyncClient(self._settings(self._connection))
-        return self._sync
+                self._sync = SyncClient(self._settings(self._connection))
+            return self._sync
 
     @cached_property
     def _connection(self) -> Connection:

@@ -9,6 +9,7 @@ retry loop of its own. A create is billed, so it is sent again only when the bil
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -161,3 +162,43 @@ class RetryPolicy:
             retry_after=error.retry_after,
             verdict=error.verdict,
         )
+
+
+class Pacer:
+    """
+    A gate shared by requests sent side by side (a batch's creates), closed for a while by a 429.
+
+    After an HTTP 429, none is sent until the wait the API asked for (``Retry-After``, else
+    ``pause``) has passed.
+
+    Each request still honours its own 429 through :class:`RetryPolicy`; the gate keeps the others
+    from running into the same limit meanwhile. Thread-safe.
+
+    :param pause: seconds the gate stays closed after a 429 without ``Retry-After``.
+    """
+
+    def __init__(self, pause: float = 1.0) -> None:
+        self.pause = pause
+        self._lock = threading.Lock()
+        self._open_at = 0.0
+
+    def wait_turn(self) -> None:
+        """Block until the gate is open."""
+        while True:
+            with self._lock:
+                closed_for = self._open_at - time.monotonic()
+            if closed_for <= 0:
+                return
+            time.sleep(closed_for)
+
+    def answered(self, error: GrokVideoAPIError) -> None:
+        """
+        Close the gate if ``error`` is a 429, for as long as it asks.
+
+        :param error: a request's failure.
+        """
+        if error.http_status != 429:
+            return
+        wait = self.pause if error.retry_after is None else error.retry_after
+        with self._lock:
+            self._open_at = max(self._open_at, time.monotonic() + wait)

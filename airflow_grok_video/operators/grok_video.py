@@ -20,13 +20,12 @@ from airflow_grok_video.exceptions import (
     GrokVideoValidationError,
 )
 from airflow_grok_video.hooks.grok_video import GrokVideoHook, Price
-from airflow_grok_video.hooks.spend_store import SpendRequest, SpendStore
 from airflow_grok_video.links.grok_video import VIDEO_URL_XCOM_KEY, GrokVideoLink, SuccessValue
 from airflow_grok_video.operators._ledger import CreateLedger, CreateRecord, LedgerJournal, fingerprint
 from airflow_grok_video.operators._reattach import Found, find_earlier
-from airflow_grok_video.operators._spend import SpendJournal
+from airflow_grok_video.operators._spend import refuse_beyond_run_cap, spend_journal
 from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, VideoWait
-from airflow_grok_video.spend_caps import Spend, SpendPolicy
+from airflow_grok_video.spend_caps import SpendPolicy
 from airflow_grok_video.validation import MODEL, build_create_body
 from airflow_grok_video.video_task import VideoTask, url_for_logs
 
@@ -206,7 +205,9 @@ class GrokCreateVideoOperator(BaseOperator):
         if earlier is not None:
             video_task_id = earlier.task_id
         else:
-            spent = self._spend_journal(spend, body, price, context)
+            spent = spend_journal(
+                spend, body, price, context, grok_conn_id=self.grok_conn_id, task_id=self.task_id
+            )
             journal = JournalChain(spent, LedgerJournal(ledger, digests) if ledger else None)
             video_task_id = self._create(body, journal, price)
         self._video_task_id = video_task_id
@@ -374,38 +375,12 @@ class GrokCreateVideoOperator(BaseOperator):
 
     def _check_expansion(self, spend: SpendPolicy, context: Context) -> None:
         """Refuse every map index before any buys, when the task asks for more videos than its run's cap."""
-        cap = spend.cap("videos_per_run")
-        if cap is None:
+        if spend.cap("videos_per_run") is None:
             return
         ti = context["ti"]
         asked = ti.get_ti_count(dag_id=self.dag_id, task_ids=[self.task_id], run_ids=[ti.run_id])
-        if asked > cap.limit:
-            self._count("spend_cap_refused")
-            raise GrokVideoSpendCapError(
-                cap.name,
-                f"Spend cap videos_per_run={cap.limit:g} (set by {cap.source}): task {self.task_id!r} asks "
-                f"for {asked} videos in this DAG run ({asked} > {cap.limit:g}), so no map index buys any; "
-                "nothing was sent.",
-            )
-
-    def _spend_journal(
-        self, spend: SpendPolicy | None, body: dict[str, Any], price: Price | None, context: Context
-    ) -> SpendJournal | None:
-        if spend is None:
-            return None
-        ti = context["ti"]
-        seconds = int(body["duration"])
-        request = SpendRequest(
-            grok_conn_id=self.grok_conn_id,
-            dag_id=self.dag_id,
-            run_id=ti.run_id,
-            task_id=self.task_id,
-            map_index=int(getattr(ti, "map_index", -1)),
-            try_number=int(getattr(ti, "try_number", 1) or 1),
-            spend=Spend(1, seconds, price.cost(seconds) if price else 0.0),
-            caps=spend.caps,
-        )
-        return SpendJournal(SpendStore(spend.store_conn_id), request)
+        what = "no map index buys any"
+        refuse_beyond_run_cap(spend, asked, task_id=self.task_id, dag_id=self.dag_id, what=what)
 
     def _create(self, body: dict[str, Any], journal: CreateJournal, price: Price | None) -> str:
         try:
@@ -416,13 +391,10 @@ class GrokCreateVideoOperator(BaseOperator):
         except GrokVideoUncertainCreateError:
             self._count("uncertain_create")
             raise
-        video_task_id = str(data["task_id"])
         seconds = int(body["duration"])
-        self._count("created")
-        self._count("video_seconds", by=seconds)
-        if price is not None:
-            self._count("estimated_cost_micros", by=round(price.cost(seconds) * 1_000_000))
-        return video_task_id
+        cost = price.cost(seconds) if price else None
+        metrics.count_bought(dag_id=self.dag_id, task_id=self.task_id, seconds=seconds, cost=cost)
+        return str(data["task_id"])
 
     # -- waiting --------------------------------------------------------------------------
 

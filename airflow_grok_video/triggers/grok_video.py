@@ -105,7 +105,7 @@ class GrokVideoTrigger(BaseTrigger):
         """Query the task on the adaptive schedule and yield one event when it ends."""
         hook = GrokVideoHook(self.grok_conn_id)
         try:
-            event = await self._wait(hook)
+            event = await self.wait_with(hook)
         finally:
             await hook.aclose()
         if event["status"] == "success" and await self._pushed_success_xcoms(event):
@@ -116,34 +116,20 @@ class GrokVideoTrigger(BaseTrigger):
 
     async def _pushed_success_xcoms(self, event: dict[str, Any]) -> bool:
         """
-        Push the XComs the task would push on success, as a worker does; ``False`` where that cannot be.
-
-        They go through the configured XCom backend and Airflow's execution API, as a worker's do
-        (a ``TaskSuccessEvent``'s own ``xcoms`` are stored encoded twice by Airflow 3.1-3.3, and
-        a downstream task would read the URL with quotes around it). The backend's serialization is
-        synchronous (a custom backend may upload the value), so it runs in a thread, never on the
-        triggerer's event loop; only the messages to Airflow are sent from the loop. Without a task
-        instance (``dag.test()`` runs triggers inline) or an async XCom push (``XCom.aset``,
-        Airflow before 3.3), the task resumes in a worker as before.
+        Push the XComs the task would push on success; ``False`` where that cannot be (:func:`push_xcoms`).
 
         :param event: the success event.
         """
-        from airflow.sdk.execution_time.xcom import XCom
-
-        ti = self.task_instance
-        if not self.success_xcoms or ti is None or getattr(XCom, "aset", None) is None:
+        if not self.success_xcoms:
             return False
-        where = {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id, "map_index": ti.map_index}
-        values = {key: event[value] for key, value in self.success_xcoms.items()}
-        try:
-            serialized = await asyncio.to_thread(_serialize_xcoms, XCom, values, where)
-            await _send_xcoms(serialized, where)
-        except Exception as error:  # the worker pushes them again when it resumes
-            self.log.warning("Could not push the XComs from the triggerer (%s); resuming in a worker", error)
-            return False
-        return True
+        return await push_xcoms(self, {key: event[value] for key, value in self.success_xcoms.items()})
 
-    async def _wait(self, hook: GrokVideoHook) -> dict[str, Any]:
+    async def wait_with(self, hook: GrokVideoHook) -> dict[str, Any]:
+        """
+        Wait for the video through ``hook`` (whose HTTP session it shares) and return the event's payload.
+
+        :param hook: the hook to query through; the caller closes it.
+        """
         end_time = self._end_time()
         wait = VideoWait(
             self.video_task_id, PollSchedule(self.poll_interval, self.max_poll_interval), end_time
@@ -220,6 +206,36 @@ def _until_next(wait: VideoWait, step: PollStep, read_at: float, *, handed_on: b
     if due <= 0 and handed_on:
         return wait.first_delay(now)
     return max(0.0, due)
+
+
+async def push_xcoms(trigger: BaseTrigger, values: dict[str, Any]) -> bool:
+    """
+    Push XComs of the trigger's task instance, as a worker does; ``False`` where that cannot be.
+
+    They go through the configured XCom backend and Airflow's execution API, as a worker's do
+    (a ``TaskSuccessEvent``'s own ``xcoms`` are stored encoded twice by Airflow 3.1-3.3, and
+    a downstream task would read the URL with quotes around it). The backend's serialization is
+    synchronous (a custom backend may upload the value), so it runs in a thread, never on the
+    triggerer's event loop; only the messages to Airflow are sent from the loop. Without a task
+    instance (``dag.test()`` runs triggers inline) or an async XCom push (``XCom.aset``,
+    Airflow before 3.3), the task resumes in a worker as before.
+
+    :param trigger: the running trigger.
+    :param values: the values by XCom key.
+    """
+    from airflow.sdk.execution_time.xcom import XCom
+
+    ti = trigger.task_instance
+    if ti is None or getattr(XCom, "aset", None) is None:
+        return False
+    where = {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id, "map_index": ti.map_index}
+    try:
+        serialized = await asyncio.to_thread(_serialize_xcoms, XCom, values, where)
+        await _send_xcoms(serialized, where)
+    except Exception as error:  # the worker pushes them again when it resumes
+        trigger.log.warning("Could not push the XComs from the triggerer (%s); resuming in a worker", error)
+        return False
+    return True
 
 
 def _serialize_xcoms(backend: Any, values: dict[str, Any], where: dict[str, Any]) -> dict[str, Any]:

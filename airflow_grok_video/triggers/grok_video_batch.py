@@ -1,0 +1,133 @@
+"""The trigger that waits, in the triggerer, for every video of a batch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
+
+from airflow_grok_video.batch import ItemResult, ItemStatus, judge
+from airflow_grok_video.hooks.grok_video import GrokVideoHook
+from airflow_grok_video.triggers.grok_video import GrokVideoTrigger, push_xcoms
+from airflow_grok_video.video_task import url_for_logs
+
+
+class GrokVideoBatchTrigger(BaseTrigger):
+    """
+    Wait for every video of a batch at once, in one trigger, and yield one event with every item's result.
+
+    Each video is waited for as :class:`~airflow_grok_video.triggers.grok_video.GrokVideoTrigger`
+    waits for one (the same adaptive schedule, the first queries spread by jitter), all through one
+    hook, so one HTTP session. An item given as ``success`` is queried once for its URL (URLs never
+    travel in the trigger's arguments); a final item (failed, uncertain, refused) is passed through.
+
+    When all are done it logs one line per item, then, with ``end_here`` and where Airflow allows
+    (3.3+, not ``dag.test()``), ends the task in the triggerer if the batch met its rule (``min_success``),
+    pushing the results as the task's return value; otherwise it yields ``{"status": "done",
+    "results": [...]}`` and the task resumes in a worker.
+
+    :param items: every item's result so far, as :meth:`~airflow_grok_video.batch.ItemResult.to_dict`
+        gives it without its URL, in input order.
+    :param grok_conn_id: the Airflow connection id.
+    :param poll_interval: the shortest wait between two queries of a video, in seconds.
+    :param end_time: Unix time at which waiting stops; an item still waiting then is ``timeout``.
+    :param max_poll_interval: the longest wait between two queries of a video.
+    :param min_success: how many items must succeed (``None``: every item).
+    :param end_here: whether the task may end in the triggerer.
+    """
+
+    def __init__(
+        self,
+        items: list[dict[str, Any]],
+        grok_conn_id: str,
+        poll_interval: float,
+        end_time: float,
+        max_poll_interval: float | None = None,
+        min_success: int | None = None,
+        end_here: bool = False,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.items = items
+        self.grok_conn_id = grok_conn_id
+        self.poll_interval = poll_interval
+        self.end_time = end_time
+        self.max_poll_interval = max_poll_interval
+        self.min_success = min_success
+        self.end_here = end_here
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Return the class path and the arguments that rebuild this trigger."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "items": self.items,
+                "grok_conn_id": self.grok_conn_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+                "max_poll_interval": self.max_poll_interval,
+                "min_success": self.min_success,
+                "end_here": self.end_here,
+            },
+        )
+
+    def __repr__(self) -> str:
+        """The trigger as the triggerer logs it: a summary, not a thousand items."""
+        waiting = sum(item["status"] in ("waiting", "success") for item in self.items)
+        return (
+            f"<GrokVideoBatchTrigger {len(self.items)} items, {waiting} to query via {self.grok_conn_id!r}>"
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Wait for every item, log each result, and end the task here or yield the results."""
+        hook = GrokVideoHook(self.grok_conn_id)
+        try:
+            results = await asyncio.gather(*(self._result(hook, ItemResult.from_dict(i)) for i in self.items))
+        finally:
+            await hook.aclose()
+        for result in results:
+            shown = f", {url_for_logs(result.video_url)}" if result.video_url else ""
+            self.log.info("Batch %s%s", result.describe(), shown)
+        values = [result.to_dict() for result in results]
+        met = self.end_here and judge(results, self.min_success) is None
+        if met and await push_xcoms(self, {"return_value": values}):
+            self.log.info("Every result is in: the task ends here, without going back to a worker")
+            yield TaskSuccessEvent()
+            return
+        yield TriggerEvent(BatchPayload({"status": "done", "results": values}))
+
+    async def _result(self, hook: GrokVideoHook, item: ItemResult) -> ItemResult:
+        """Wait for one item's video, if it is bought and not known to have failed."""
+        if item.status not in ("waiting", "success") or item.video_task_id is None:
+            return item
+        wait = GrokVideoTrigger(
+            item.video_task_id,
+            self.grok_conn_id,
+            poll_interval=self.poll_interval,
+            end_time=self.end_time,
+            max_poll_interval=self.max_poll_interval,
+        )
+        event = await wait.wait_with(hook)
+        status: ItemStatus = event["status"]
+        if status == "success":
+            return replace(item, status=status, video_url=event["video_url"])
+        error = event.get("error_message") if status == "failed" else event.get("message")
+        return replace(item, status=status, error=error)
+
+
+class BatchPayload(dict[str, Any]):
+    """
+    A batch event's payload, shown (``repr``, ``str``) as counts of each status.
+
+    The triggerer logs every event it fires, and the results hold signed URLs, whose query grants
+    access to the videos.
+    """
+
+    def __repr__(self) -> str:
+        statuses = [str(result.get("status")) for result in self.get("results", [])]
+        counts = ", ".join(f"{statuses.count(status)} {status}" for status in sorted(set(statuses)))
+        return f"{{'status': {self.get('status')!r}, 'results': '{counts}'}}"
+
+    __str__ = __repr__
