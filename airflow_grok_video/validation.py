@@ -5,7 +5,7 @@ An invalid create can still be billed, so nothing is sent until every rule here 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -139,7 +139,7 @@ CREATE_FIELDS = ("prompt", "image_url", "image_urls", "duration", "ratio", "orie
 ONE_CHOICE = (("image_url", "image_urls"), ("ratio", "orientation"))
 
 
-def create_fields(value: Any, *, name: str) -> dict[str, Any]:
+def create_fields(value: Any, *, name: str, prefix: str | None = None) -> dict[str, Any]:
     """
     The create fields ``value`` gives: a prompt (a ``str``), or a mapping of :data:`CREATE_FIELDS`.
 
@@ -147,17 +147,19 @@ def create_fields(value: Any, *, name: str) -> dict[str, Any]:
 
     :param value: a prompt, or a mapping of the create's fields to their values.
     :param name: what ``value`` is, for messages (``items[3]``).
+    :param prefix: put before a field's name in messages; ``name.`` unless given.
     :return: the fields to set over the task's, with ``None`` for each one it replaces (:data:`ONE_CHOICE`).
-    :raises GrokVideoValidationError: naming ``name`` (or ``name.field``), the value and what is allowed.
+    :raises GrokVideoValidationError: naming ``name`` (or the field), the value and what is allowed.
     """
     allowed = f"must be the prompt (a str) or a mapping of the create's fields ({', '.join(CREATE_FIELDS)})"
     if isinstance(value, str):
         value = {"prompt": value}
-    if not isinstance(value, dict):
+    if not isinstance(value, Mapping):
         raise GrokVideoValidationError(name, value, allowed)
+    prefix = f"{name}." if prefix is None else prefix
     for key, given in value.items():
         if key not in CREATE_FIELDS:
-            raise GrokVideoValidationError(f"{name}.{key}", given, f"not a create field; {name} {allowed}")
+            raise GrokVideoValidationError(f"{prefix}{key}", given, f"not a create field; {name} {allowed}")
     fields = dict(value)
     for group in ONE_CHOICE:
         if any(field in fields for field in group):

@@ -113,9 +113,9 @@ def test_a_bad_return_fails_the_task_naming_the_field_and_buys_nothing(
     assert emulator.creates == 0 and emulator.requests == []
     out, err = capfd.readouterr()
     expected = {
-        "unknown field": "Invalid seconds=15 (int): not a field @task.grok_video's function may return;",
+        "unknown field": "Invalid seconds=15 (int): not a create field; @task.grok_video's return value",
         "bad value": "Invalid duration='15' (str): must be the integer 10 or 15",
-        "not a prompt": "Invalid return value=42 (int): @task.grok_video's function must return the prompt",
+        "not a prompt": "Invalid @task.grok_video's return value=42 (int): must be the prompt (a str) or a",
         "no prompt": "Invalid prompt=None (NoneType): the function returned no prompt",
     }[returns]
     assert expected in out + err

@@ -25,23 +25,10 @@ from airflow.providers.common.compat.sdk import (
 from airflow_grok_video.exceptions import GrokVideoValidationError
 from airflow_grok_video.links.grok_video import SuccessValue
 from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
+from airflow_grok_video.validation import create_fields
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-#: The create's fields the decorated function may return in a mapping (each overrides the decorator's).
-RETURNABLE_FIELDS = ("prompt", "image_url", "image_urls", "duration", "ratio", "orientation", "model")
-
-#: Fields that choose one thing together: a returned one replaces every field of its group that the
-#: decorator set (a returned ``ratio`` replaces the decorator's ``orientation``, ``image_urls`` its
-#: ``image_url``), unless the mapping returns them too.
-_ONE_CHOICE = (("image_url", "image_urls"), ("ratio", "orientation"))
-
-_ALLOWED = (
-    "the prompt (a str) or a mapping of the create's fields ("
-    + ", ".join(RETURNABLE_FIELDS)
-    + ") to their values"
-)
 
 
 class GrokVideoDecoratedOperator(DecoratedOperator, GrokCreateVideoOperator):
@@ -137,23 +124,7 @@ class GrokVideoDecoratedOperator(DecoratedOperator, GrokCreateVideoOperator):
         :raises GrokVideoValidationError: naming the field (``return value`` for the whole), the value
             and what is allowed.
         """
-        if isinstance(returned, str):
-            returned = {"prompt": returned}
-        if not isinstance(returned, Mapping):
-            raise GrokVideoValidationError(
-                "return value", returned, f"@task.grok_video's function must return {_ALLOWED}"
-            )
-        for key, value in returned.items():
-            if key not in RETURNABLE_FIELDS:
-                raise GrokVideoValidationError(
-                    str(key),
-                    value,
-                    f"not a field @task.grok_video's function may return; it may return {_ALLOWED}",
-                )
-        fields = dict(returned)
-        for group in _ONE_CHOICE:
-            if any(name in fields for name in group):
-                fields = {name: None for name in group} | fields
+        fields = create_fields(returned, name="@task.grok_video's return value", prefix="")
         if "prompt" not in fields and not isinstance(self.prompt, str):
             raise GrokVideoValidationError(
                 "prompt",
