@@ -58,7 +58,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Grok Video",
-                "python-modules": ["airflow_grok_video.operators.grok_video"],
+                "python-modules": [
+                    "airflow_grok_video.operators.grok_video",
+                    "airflow_grok_video.operators.grok_video_batch",
+                ],
             }
         ],
         "sensors": [
@@ -77,13 +80,20 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "Grok Video",
-                "python-modules": ["airflow_grok_video.triggers.grok_video"],
+                "python-modules": [
+                    "airflow_grok_video.triggers.grok_video",
+                    "airflow_grok_video.triggers.grok_video_batch",
+                ],
             }
         ],
         "task-decorators": [
             {
                 "class-name": "airflow_grok_video.decorators.grok_video.grok_video_task",
                 "name": "grok_video",
-            }
+            },
+            {
+                "class-name": "airflow_grok_video.decorators.grok_video_batch.grok_video_batch_task",
+                "name": "grok_video_batch",
+            },
         ],
     }

@@ -177,3 +177,21 @@ def test_signed_urls_stay_out_of_the_trigger_and_its_logs(
     assert "S3" not in repr(trigger) and "S3" not in repr(
         BatchPayload({"status": "done", "results": [signed]})
     )
+
+
+def test_the_taskflow_batch_buys_what_its_function_returns(emulator: GrokVideoEmulator) -> None:
+    emulator.add_rule(Rule(prompt_contains="doomed", outcome="failed", error_message="content policy"))
+    run = run_dag("grok_test_batch_taskflow")
+    [ti] = run.get_task_instances()
+    assert str(ti.state) == "success"
+    returned = ti.xcom_pull(task_ids="nightly")
+    assert [(r["status"], r["error"]) for r in returned] == [
+        ("success", None),
+        ("success", None),
+        ("failed", "content policy"),
+    ]
+    assert sorted((task.prompt, task.duration) for task in emulator.tasks.values()) == [
+        ("a doomed fox", 10),
+        ("a fox and hares", 15),
+        ("a fox and owls", 15),
+    ]

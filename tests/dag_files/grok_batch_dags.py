@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG
+from airflow.sdk import DAG, task
 
 from airflow_grok_video.operators.grok_video_batch import GrokCreateVideoBatchOperator
 
@@ -46,3 +46,19 @@ for rebuy in (False, True):
         retries=1,
         retry_delay=timedelta(0),
     )
+
+
+# The same in TaskFlow: the function builds the items from its argument.
+with DAG(
+    "grok_test_batch_taskflow",
+    schedule=None,
+    start_date=START,
+    params={"subjects": ["owls", "hares"]},
+    render_template_as_native_obj=True,
+):
+
+    @task.grok_video_batch(image_url=IMAGE, duration=15, poll_interval=0.2, min_success=1)
+    def nightly(subjects: list[str]) -> list[Any]:
+        return [f"a fox and {subject}" for subject in subjects] + [{"prompt": "a doomed fox", "duration": 10}]
+
+    nightly("{{ params.subjects }}")
