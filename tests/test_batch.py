@@ -195,3 +195,12 @@ def test_the_taskflow_batch_buys_what_its_function_returns(emulator: GrokVideoEm
         ("a fox and hares", 15),
         ("a fox and owls", 15),
     ]
+
+
+def test_the_batch_example_runs_end_to_end(emulator: GrokVideoEmulator) -> None:
+    run = run_dag("grok_video_batch")
+    assert states(run) == {"nightly": "success", "publish": "success"}
+    assert emulator.creates == 4
+    [publish] = [ti for ti in run.get_task_instances() if ti.task_id == "publish"]
+    urls = publish.xcom_pull(task_ids="publish")
+    assert sorted(urls) == sorted(f"{emulator.base_url}/videos/{video}.mp4" for video in emulator.tasks)

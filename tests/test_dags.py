@@ -208,7 +208,13 @@ def test_every_example_dag_is_run_by_the_suite() -> None:
     assert [name for name in examples if not any(way.format(name) in tested for way in ways)] == []
 
 
-TESTS_RUNNING_EXAMPLES = ("test_dags.py", "test_transfer.py", "test_deployment.py", "test_decorators.py")
+TESTS_RUNNING_EXAMPLES = (
+    "test_dags.py",
+    "test_transfer.py",
+    "test_deployment.py",
+    "test_decorators.py",
+    "test_batch.py",
+)
 
 
 def test_a_video_done_before_the_sensor_starts_is_handed_on_without_deferring(

@@ -32,11 +32,17 @@ def test_task_grok_video_is_registered_by_the_provider_info() -> None:
     from airflow.sdk import task
 
     from airflow_grok_video.decorators.grok_video import grok_video_task
+    from airflow_grok_video.decorators.grok_video_batch import grok_video_batch_task
     from airflow_grok_video.get_provider_info import get_provider_info
 
     assert task.grok_video is grok_video_task
+    assert task.grok_video_batch is grok_video_batch_task
     assert get_provider_info()["task-decorators"] == [
-        {"class-name": "airflow_grok_video.decorators.grok_video.grok_video_task", "name": "grok_video"}
+        {"class-name": "airflow_grok_video.decorators.grok_video.grok_video_task", "name": "grok_video"},
+        {
+            "class-name": "airflow_grok_video.decorators.grok_video_batch.grok_video_batch_task",
+            "name": "grok_video_batch",
+        },
     ]
 
 
