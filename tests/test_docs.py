@@ -13,16 +13,22 @@ import pytest
 
 from airflow_grok_video.emulator import Fault, GrokVideoEmulator, Rule
 from airflow_grok_video.hooks.grok_video import GrokVideoHook, RetryPolicy, VideoTask
+from airflow_grok_video.hooks.retry import Pacer
 from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
+from airflow_grok_video.operators.grok_video_batch import GrokCreateVideoBatchOperator
 from airflow_grok_video.polling import PollSchedule
 from airflow_grok_video.sensors.grok_video import GrokVideoSensor
 from airflow_grok_video.transfers.grok_video_to_storage import GrokVideoToStorageOperator
 from airflow_grok_video.triggers.grok_video import GrokVideoTrigger
+from airflow_grok_video.triggers.grok_video_batch import GrokVideoBatchTrigger
 
 REPO = Path(__file__).resolve().parent.parent
 
 PUBLIC = [
     GrokCreateVideoOperator,
+    GrokCreateVideoBatchOperator,
+    GrokVideoBatchTrigger,
+    Pacer,
     GrokVideoSensor,
     GrokVideoToStorageOperator,
     GrokVideoTrigger,
@@ -100,6 +106,7 @@ def test_the_site_builds_strictly_with_every_example_included(tmp_path: Path) ->
         "keeping-videos/index.html": ["grok_video_keep", "grok_video_on_kept"],
         "review/index.html": ["grok_video_review"],
     }
+    assert "def grok_video_batch(" in pages["batches/index.html"], "the batches page lacks its example"
     schema = (REPO / "airflow_grok_video" / "schemas" / "GrokVideoGenerationRunFacet.json").read_text()
     assert '"$id": "urn:airflow-provider-grok-video:' in pages["lineage/index.html"]
     assert json.loads(schema)["$id"] in pages["lineage/index.html"], "the lineage page shows the schema"
@@ -139,7 +146,13 @@ def _documented() -> dict[str, list[Any]]:
     ]
     found: dict[str, list[Any]] = {obj.__name__: [obj] for obj in named}
     found["VideoTask.from_data"] = [VideoTask.from_data]
-    for cls in (GrokVideoHook, GrokCreateVideoOperator, GrokVideoToStorageOperator, GrokVideoSensor):
+    for cls in (
+        GrokVideoHook,
+        GrokCreateVideoOperator,
+        GrokCreateVideoBatchOperator,
+        GrokVideoToStorageOperator,
+        GrokVideoSensor,
+    ):
         for name, member in vars(cls).items():
             if inspect.isfunction(member) and not name.startswith("_"):
                 found.setdefault(name, []).append(member)
