@@ -1,10 +1,13 @@
-"""Deployment benchmark: what a video costs in a real Airflow, three ways, against the emulator.
+"""Deployment benchmark: what a video costs in a real Airflow, four ways, against the emulator.
 
 A real api-server, scheduler (LocalExecutor, parallelism 4), dag-processor and triggerer on SQLite
 (``tests/deployment.py``), the emulator beside them; N mapped videos per pattern, one pattern at a
 time, the emulator reset in between:
 
 - ``sensor``: ``GrokCreateVideoOperator`` + ``GrokVideoSensor(deferrable=True)``;
+- ``batch``: ``GrokCreateVideoBatchOperator(deferrable=True)``, one task buying all N videos (at most
+  ``--batch-in-flight`` creates at once) and waiting for them in one trigger; compared with ``sensor``
+  measured in the same deployment (the mapped pattern it replaces);
 - ``wait``: ``GrokCreateVideoOperator(wait_for_completion=True, deferrable=True)``;
 - ``peer``, what a user writes without this provider: ``HttpOperator`` POST to the create endpoint +
   ``HttpSensor(response_check=..., mode="reschedule")`` on the query endpoint (``HttpSensor`` cannot
@@ -13,14 +16,17 @@ time, the emulator reset in between:
 Per pattern: worker runs per video (the supervisor logs one ``Workload finished ... ExecuteTask``
 line per worker run), worker seconds per video (the sum of those lines' ``duration=``), API queries
 per video (the emulator's count), wall time from the run's start to its end, creates seen by the
-emulator (must equal N). Sensors and the peer poke every ``--poke-interval`` seconds.
+emulator (must equal N), and task instances the scheduler ran for the run (``task_instance`` rows).
+Sensors, the batch and the peer poke every ``--poke-interval`` seconds.
 
 "Today's code" (``--today``, default ``28a0907``: main before the trigger ended successful waits) is
 measured in a second deployment whose Airflow components all import that commit's
 ``airflow_grok_video`` (``git archive`` into a temporary directory, put first on ``PYTHONPATH``); a
 task reports the package path each deployment's workers import, and the trigger logs are checked
-for the line a trigger that ends its task writes. ``--today none`` skips it.
-Run with ``make bench`` (about 15 minutes on 2 cores) or ``python benchmarks/deployment.py --videos 20``.
+for the line a trigger that ends its task writes. ``--today none`` skips it (and that commit has no
+batch: the batch is measured in this checkout's deployment only).
+Run with ``make bench`` (about 15 minutes on 2 cores) or ``python benchmarks/deployment.py --videos 20``;
+the batch at full size beside its mapped anchor: ``--videos 200 --patterns sensor,batch --today none``.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from tests.deployment import Deployment  # noqa: E402
 
 PATTERNS = {
     "sensor": "create + GrokVideoSensor(deferrable=True)",
+    "batch": "GrokCreateVideoBatchOperator(deferrable=True)",
     "wait": "GrokCreateVideoOperator(wait_for_completion=True, deferrable=True)",
     "peer": 'HttpOperator + HttpSensor(response_check, mode="reschedule")',
 }
@@ -54,7 +61,11 @@ WORKLOAD = re.compile(
     r"Workload finished.*?duration=([0-9.]+).*?workload_id=([0-9a-f-]+) workload_type=ExecuteTask"
 )
 
-# The DAGs, written into the deployment's DAG folder; BENCH_VIDEOS and BENCH_POKE come from its environment.
+# Patterns that only this checkout's package has (not measured for today's code).
+NEW_PATTERNS = ("batch",)
+
+# The DAGs, written into the deployment's DAG folder; BENCH_VIDEOS, BENCH_POKE and BENCH_IN_FLIGHT
+# come from its environment.
 DAGS = """
 from __future__ import annotations
 
@@ -71,6 +82,7 @@ START = pendulum.datetime(2026, 1, 1, tz="UTC")
 IMAGE = "https://example.com/fox.png"
 VIDEOS = int(os.environ.get("BENCH_VIDEOS", "20"))
 POKE = float(os.environ.get("BENCH_POKE", "10"))
+IN_FLIGHT = int(os.environ.get("BENCH_IN_FLIGHT", "4"))
 PROMPTS = [f"bench video {i}" for i in range(VIDEOS)]
 
 
@@ -89,6 +101,18 @@ with DAG("bench_sensor", schedule=None, start_date=START, max_active_tasks=64):
     GrokVideoSensor.partial(task_id="wait", poke_interval=POKE, timeout=1800, deferrable=True).expand(
         video_task_id=creates.output
     )
+
+try:  # not in today's code
+    from airflow_grok_video.operators.grok_video_batch import GrokCreateVideoBatchOperator
+except ImportError:
+    GrokCreateVideoBatchOperator = None
+
+if GrokCreateVideoBatchOperator is not None:
+    with DAG("bench_batch", schedule=None, start_date=START):
+        GrokCreateVideoBatchOperator(
+            task_id="batch", items=PROMPTS, image_url=IMAGE, max_in_flight=IN_FLIGHT, poll_interval=POKE,
+            timeout=1800, deferrable=True,
+        )
 
 with DAG("bench_wait", schedule=None, start_date=START, max_active_tasks=64):
     GrokCreateVideoOperator.partial(
@@ -142,6 +166,7 @@ class Figures:
     wall_seconds: float
     creates: int
     state: str
+    task_instances: int = 0
 
 
 class BenchDeployment(Deployment):
@@ -211,6 +236,9 @@ def measure(deployment: Deployment, dag_id: str, videos: int) -> Figures:
     if state != "success":
         print(f"{dag_id} ended {state}:\n{failed_task_logs(deployment, dag_id, run_id)}", file=sys.stderr)
     stats = deployment.emulator("stats")
+    [(task_instances,)] = deployment.query(
+        "SELECT COUNT(*) FROM task_instance WHERE dag_id=? AND run_id=?", dag_id, run_id
+    )
     return Figures(
         videos=videos,
         worker_runs=len(durations) / videos,
@@ -219,6 +247,7 @@ def measure(deployment: Deployment, dag_id: str, videos: int) -> Figures:
         wall_seconds=wall,
         creates=int(stats["creates"]),
         state=str(state),
+        task_instances=int(task_instances),
     )
 
 
@@ -264,6 +293,7 @@ def run_deployment(
         deployment.env.update(
             BENCH_VIDEOS=str(args.videos),
             BENCH_POKE=str(args.poke_interval),
+            BENCH_IN_FLIGHT=str(args.batch_in_flight),
             AIRFLOW_CONN_GROK_HTTP=json.dumps(
                 {"conn_type": "http", "host": "127.0.0.1", "port": deployment.emulator_port, "schema": "http"}
             ),
@@ -323,6 +353,8 @@ def report(ours: dict[str, Figures], today: dict[str, Figures], videos: int, tod
     print(f"\nDeployment benchmark: {videos} mapped videos per pattern; today = {today_label}")
     print(f"{'pattern':<10} {'metric':<26} {'ours':>9} {'today':>9} {'x today':>8} {'peer':>9} {'x peer':>7}")
     for pattern, figures in ours.items():
+        if pattern in NEW_PATTERNS:
+            continue
         before = today.get(pattern)
         for name, attr, fmt in METRICS:
             value = getattr(figures, attr)
@@ -334,6 +366,9 @@ def report(ours: dict[str, Figures], today: dict[str, Figures], videos: int, tod
                 f"{fmt.format(anchor) if anchor is not None else '':>9} {ratio(value, anchor) if attr != 'creates' else '':>7}"
             )
         print(f"{pattern:<10} {'run state':<26} {figures.state:>9} {before.state if before else '':>9}")
+    batch, mapped = ours.get("batch"), ours.get("sensor")
+    if batch:
+        report_batch(batch, mapped)
     targets = []
     for pattern, most in (("sensor", 0.4), ("wait", 0.6)):
         if pattern in ours:
@@ -345,9 +380,41 @@ def report(ours: dict[str, Figures], today: dict[str, Figures], videos: int, tod
             if peer:
                 below = "below" if figures.worker_seconds < peer.worker_seconds else "NOT below"
                 targets.append(f"{pattern}: worker s {below} the peer's")
+    if batch:
+        targets.append(f"batch: worker runs {batch.worker_runs * batch.videos:.0f} (target <= 2)")
+        if mapped:
+            share = batch.worker_seconds / mapped.worker_seconds
+            targets.append(f"batch: worker s {share:.3f}x the mapped pattern's (target <= 0.05)")
+            most = "yes" if batch.queries <= mapped.queries else "NO"
+            targets.append(f"batch: API queries/video no more than the mapped pattern's: {most}")
     creates_ok = all(f.creates == videos for f in [*ours.values(), *today.values()])
     targets.append(f"creates = {videos} in every pattern: {'yes' if creates_ok else 'NO'}")
     print("\nTargets: " + "; ".join(targets))
+
+
+BATCH_METRICS = (
+    ("worker runs (total)", lambda f: f.worker_runs * f.videos, "{:.0f}"),
+    ("worker s (total)", lambda f: f.worker_seconds * f.videos, "{:.1f}"),
+    ("task instances", lambda f: f.task_instances, "{:d}"),
+    ("API queries / video", lambda f: f.queries, "{:.2f}"),
+    ("wall time to run end, s", lambda f: f.wall_seconds, "{:.0f}"),
+    ("creates seen", lambda f: f.creates, "{:d}"),
+)
+
+
+def report_batch(batch: Figures, mapped: Figures | None) -> None:
+    """The batch's rows, beside the mapped create + deferrable sensor measured in the same deployment."""
+    print(
+        f"\nOne batch task against the mapped pattern (sensor), same deployment, {batch.videos} videos each"
+    )
+    print(f"{'pattern':<10} {'metric':<26} {'batch':>9} {'mapped':>9} {'x mapped':>8}")
+    for name, value_of, fmt in BATCH_METRICS:
+        value = value_of(batch)
+        anchor = value_of(mapped) if mapped else None
+        shown = fmt.format(anchor) if anchor is not None else ""
+        share = ratio(value, anchor) if name != "creates seen" else ""
+        print(f"{'batch':<10} {name:<26} {fmt.format(value):>9} {shown:>9} {share:>8}")
+    print(f"{'batch':<10} {'run state':<26} {batch.state:>9} {mapped.state if mapped else '':>9}")
 
 
 def main() -> int:
@@ -357,7 +424,12 @@ def main() -> int:
         "--generation-seconds", type=float, default=20.0, help="the emulator's generation time"
     )
     parser.add_argument("--poke-interval", type=float, default=10.0, help="every sensor's poke_interval")
-    parser.add_argument("--patterns", default=",".join(PATTERNS), help="comma-separated: sensor,wait,peer")
+    parser.add_argument(
+        "--patterns", default=",".join(PATTERNS), help=f"comma-separated: {','.join(PATTERNS)}"
+    )
+    parser.add_argument(
+        "--batch-in-flight", type=int, default=4, help="the batch's max_in_flight (default 4, the operator's)"
+    )
     parser.add_argument("--today", default="28a0907", help="the commit measured as today's code, or 'none'")
     parser.add_argument(
         "--today-videos", type=int, help="videos per pattern for today's code (default: --videos)"
@@ -373,7 +445,7 @@ def main() -> int:
     ours = run_deployment("ours", patterns, args, None)
     today: dict[str, Figures] = {}
     if args.today != "none":
-        provider_patterns = [p for p in patterns if p != "peer"]
+        provider_patterns = [p for p in patterns if p != "peer" and p not in NEW_PATTERNS]
         today_args = argparse.Namespace(**{**vars(args), "videos": args.today_videos or args.videos})
         with checkout(args.today) as root:
             today = run_deployment(f"today-{args.today}", provider_patterns, today_args, root)

@@ -311,7 +311,7 @@ class GrokCreateVideoBatchOperator(BaseOperator):
         if self.durable and context.get("task_state_store") is not None:
             store = _Serialized(context["task_state_store"], airflow_calls)
             ledger = CreateLedger(store, int(getattr(context["ti"], "try_number", 1) or 1), item_key(index))
-        if ledger is not None:
+        if ledger is not None and ledger.try_number > 1:  # a first try has nothing to find
             earlier = find_earlier(ledger, digests, self.hook)
             kept = self._kept(index, earlier)
             if kept is not None:
