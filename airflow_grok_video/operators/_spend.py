@@ -70,6 +70,7 @@ def spend_journal(
     context: Any,
     *,
     grok_conn_id: str,
+    dag_id: str,
     task_id: str,
 ) -> SpendJournal | None:
     """
@@ -80,6 +81,7 @@ def spend_journal(
     :param price: the connection's price, if any.
     :param context: the task's context.
     :param grok_conn_id: the connection the create buys through.
+    :param dag_id: the DAG's id.
     :param task_id: the task's id.
     """
     if spend is None:
@@ -88,7 +90,7 @@ def spend_journal(
     seconds = int(body["duration"])
     request = SpendRequest(
         grok_conn_id=grok_conn_id,
-        dag_id=ti.dag_id,
+        dag_id=dag_id,
         run_id=ti.run_id,
         task_id=task_id,
         map_index=int(getattr(ti, "map_index", -1)),

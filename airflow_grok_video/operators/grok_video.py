@@ -206,7 +206,13 @@ class GrokCreateVideoOperator(BaseOperator):
             video_task_id = earlier.task_id
         else:
             spent = spend_journal(
-                spend, body, price, context, grok_conn_id=self.grok_conn_id, task_id=self.task_id
+                spend,
+                body,
+                price,
+                context,
+                grok_conn_id=self.grok_conn_id,
+                dag_id=self.dag_id,
+                task_id=self.task_id,
             )
             journal = JournalChain(spent, LedgerJournal(ledger, digests) if ledger else None)
             video_task_id = self._create(body, journal, price)

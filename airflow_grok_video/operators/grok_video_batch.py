@@ -321,7 +321,13 @@ class GrokCreateVideoBatchOperator(BaseOperator):
         journal = _SerialJournal(
             JournalChain(
                 spend_journal(
-                    spend, body, price, context, grok_conn_id=self.grok_conn_id, task_id=self.task_id
+                    spend,
+                    body,
+                    price,
+                    context,
+                    grok_conn_id=self.grok_conn_id,
+                    dag_id=self.dag_id,
+                    task_id=self.task_id,
                 ),
                 LedgerJournal(ledger, digests) if ledger else None,
             ),
