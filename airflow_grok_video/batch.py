@@ -29,6 +29,7 @@ class ItemResult:
     :param video_url: the video's URL, on ``success``.
     :param error: why it did not succeed (the API's message, the cap, ...).
     :param reattached: whether an earlier try bought it.
+    :param seconds: the video's length, as asked.
     """
 
     index: int
@@ -37,6 +38,7 @@ class ItemResult:
     video_url: str | None = None
     error: str | None = None
     reattached: bool = False
+    seconds: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The result as the batch returns it (a JSON object)."""
@@ -56,6 +58,7 @@ class ItemResult:
             video_url=value.get("video_url"),
             error=value.get("error"),
             reattached=bool(value.get("reattached", False)),
+            seconds=value.get("seconds"),
         )
 
     def without_url(self) -> ItemResult:

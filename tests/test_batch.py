@@ -204,3 +204,17 @@ def test_the_batch_example_runs_end_to_end(emulator: GrokVideoEmulator) -> None:
     [publish] = [ti for ti in run.get_task_instances() if ti.task_id == "publish"]
     urls = publish.xcom_pull(task_ids="publish")
     assert sorted(urls) == sorted(f"{emulator.base_url}/videos/{video}.mp4" for video in emulator.tasks)
+
+
+def test_one_wait_per_video_length_goes_first_and_the_others_query_once_it_ends(
+    emulator: GrokVideoEmulator,
+) -> None:
+    # Eight videos of one length, bought together, end together: the scout follows the adaptive
+    # schedule, the others query when it has ended (most of them once). Without the scout each would
+    # query at the floor, find the video processing, and query again near its end: 2+ queries each.
+    emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=3.0))
+    run = run_dag("grok_test_batch_deferred", items=[f"a fox {i}" for i in range(8)])
+    assert states(run) == {"batch": "success"}
+    queries = [request for request in emulator.requests if request.method == "GET"]
+    per_video = {video: sum(video in q.path for q in queries) for video in emulator.tasks}
+    assert sorted(per_video.values())[:-1] == [1] * 7 or len(queries) <= 12, per_video

@@ -276,10 +276,11 @@ class GrokCreateVideoBatchOperator(BaseOperator):
         unsent: list[str] = []
         for index, future in enumerate(futures):
             try:
-                results.append(future.result())
+                result = future.result()
             except (GrokVideoAPIError, OSError) as error:  # nothing bought for it: a retry may buy it
                 unsent.append(f"item {index}: {error}")
-                results.append(ItemResult(index, "error", error=str(error)))
+                result = ItemResult(index, "error", error=str(error))
+            results.append(replace(result, seconds=int(bodies[index]["duration"])))
         if unsent:
             self._push_purchase(context, results, bodies, price)
             raise AirflowException(

@@ -124,11 +124,13 @@ class GrokVideoTrigger(BaseTrigger):
             return False
         return await push_xcoms(self, {key: event[value] for key, value in self.success_xcoms.items()})
 
-    async def wait_with(self, hook: GrokVideoHook) -> dict[str, Any]:
+    async def wait_with(self, hook: GrokVideoHook, *, first_delay: float | None = None) -> dict[str, Any]:
         """
         Wait for the video through ``hook`` (whose HTTP session it shares) and return the event's payload.
 
         :param hook: the hook to query through; the caller closes it.
+        :param first_delay: seconds before the first query, instead of the schedule's jittered floor
+            (a batch's wait that already waited for another video of the batch).
         """
         end_time = self._end_time()
         wait = VideoWait(
@@ -136,7 +138,8 @@ class GrokVideoTrigger(BaseTrigger):
         )
         look = Look.from_kwargs(self.video_task_id, self.first_answer)
         if look is None:
-            await asyncio.sleep(wait.first_delay(time.time()))
+            delay = wait.first_delay(time.time()) if first_delay is None else first_delay
+            await asyncio.sleep(delay)
         shown = None if look is None else look.task.describe()  # the deferring task logged it
         while True:
             if look is not None:  # the answer read before deferring is the first query's

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
+import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
@@ -83,8 +86,10 @@ class GrokVideoBatchTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Wait for every item, log each result, and end the task here or yield the results."""
         hook = GrokVideoHook(self.grok_conn_id)
+        items = [ItemResult.from_dict(item) for item in self.items]
+        scouts = _scouts(items)
         try:
-            results = await asyncio.gather(*(self._result(hook, ItemResult.from_dict(i)) for i in self.items))
+            results = await asyncio.gather(*(self._result(hook, item, scouts) for item in items))
         finally:
             await hook.aclose()
         for result in results:
@@ -98,23 +103,67 @@ class GrokVideoBatchTrigger(BaseTrigger):
             return
         yield TriggerEvent(BatchPayload({"status": "done", "results": values}))
 
-    async def _result(self, hook: GrokVideoHook, item: ItemResult) -> ItemResult:
-        """Wait for one item's video, if it is bought and not known to have failed."""
-        if item.status not in ("waiting", "success") or item.video_task_id is None:
+    async def _result(self, hook: GrokVideoHook, item: ItemResult, scouts: dict[Any, Scout]) -> ItemResult:
+        """
+        Wait for one item's video, if it is bought and not known to have failed.
+
+        The scout of the item's video length waits on the adaptive schedule; the others first wait
+        for it to end (videos of one length bought together end at about the same time), at most
+        ``max_poll_interval``, then query within a quarter of the floor, jittered, and go on from there.
+        """
+        if not _to_query(item):
             return item
         wait = GrokVideoTrigger(
-            item.video_task_id,
+            item.video_task_id or "",
             self.grok_conn_id,
             poll_interval=self.poll_interval,
             end_time=self.end_time,
             max_poll_interval=self.max_poll_interval,
         )
-        event = await wait.wait_with(hook)
+        scout = scouts[item.seconds]
+        if scout.index == item.index:
+            try:
+                event = await wait.wait_with(hook)
+            finally:
+                scout.ended.set()
+        else:
+            ceiling = max(self.poll_interval, self.max_poll_interval or 0.0)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    scout.ended.wait(), timeout=max(0.0, min(ceiling, self.end_time - time.time()))
+                )
+            event = await wait.wait_with(hook, first_delay=random.uniform(0, self.poll_interval / 4))
         status: ItemStatus = event["status"]
         if status == "success":
             return replace(item, status=status, video_url=event["video_url"])
         error = event.get("error_message") if status == "failed" else event.get("message")
         return replace(item, status=status, error=error)
+
+
+@dataclass
+class Scout:
+    """
+    The item of a batch whose wait goes first for its video length, and when it ended.
+
+    :param index: the scout item's index.
+    """
+
+    index: int
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _to_query(item: ItemResult) -> bool:
+    """Whether the batch trigger queries the item: bought, and waiting (or done, for its URL)."""
+    return item.status in ("waiting", "success") and item.video_task_id is not None
+
+
+def _scouts(items: list[ItemResult]) -> dict[Any, Scout]:
+    """The first item to query of each video length (``None``: not known) is its length's scout."""
+    scouts: dict[Any, Scout] = {}
+    for item in items:
+        if _to_query(item) and item.seconds not in scouts:
+            scouts[item.seconds] = Scout(item.index)
+    return scouts
 
 
 class BatchPayload(dict[str, Any]):
