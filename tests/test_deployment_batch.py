@@ -72,6 +72,7 @@ def test_a_deferred_batch_buys_each_video_once_and_ends_in_the_triggerer(deploym
             "video_url": url(deployment, video_of[prompt]),
             "error": None,
             "reattached": False,
+            "seconds": 10,
         }
         for index, prompt in enumerate(BATCH_PROMPTS)
     ]
