@@ -75,6 +75,23 @@ def bought(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def purchase(
+    video_task_id: str, body: dict[str, Any], price: Price | None, *, reattached: bool
+) -> dict[str, Any]:
+    """
+    One video's ``purchase`` record (see :data:`PURCHASE_XCOM_KEY`).
+
+    :param video_task_id: the API's video task id.
+    :param body: the create request's JSON body.
+    :param price: the connection's price, if it gives one.
+    :param reattached: whether an earlier try bought it.
+    """
+    record: dict[str, Any] = {"video_task_id": video_task_id, **bought(body)}
+    if price is not None:
+        record.update(estimated_cost=price.cost(body["duration"]), currency=price.currency)
+    return {**record, "reattached": reattached}
+
+
 class GrokCreateVideoOperator(BaseOperator):
     """
     Create one Grok 1.5 video task and return the API's video task id (XCom ``return_value``).
@@ -332,10 +349,8 @@ class GrokCreateVideoOperator(BaseOperator):
         reattached: bool,
     ) -> None:
         """Push what this task instance bought (see :data:`PURCHASE_XCOM_KEY`)."""
-        purchase: dict[str, Any] = {"video_task_id": video_task_id, **bought(body)}
-        if price is not None:
-            purchase.update(estimated_cost=price.cost(body["duration"]), currency=price.currency)
-        context["ti"].xcom_push(key=PURCHASE_XCOM_KEY, value={**purchase, "reattached": reattached})
+        record = purchase(video_task_id, body, price, reattached=reattached)
+        context["ti"].xcom_push(key=PURCHASE_XCOM_KEY, value=record)
 
     # -- creating, at most once -------------------------------------------------------------
 

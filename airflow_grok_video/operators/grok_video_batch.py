@@ -28,7 +28,7 @@ from airflow_grok_video.hooks.retry import Pacer
 from airflow_grok_video.operators._ledger import CreateLedger, LedgerJournal, fingerprint, item_key
 from airflow_grok_video.operators._reattach import Earlier, Found, find_earlier
 from airflow_grok_video.operators._spend import refuse_beyond_run_cap, spend_journal
-from airflow_grok_video.operators.grok_video import PURCHASE_XCOM_KEY, _seconds, bought
+from airflow_grok_video.operators.grok_video import PURCHASE_XCOM_KEY, _seconds, purchase
 from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL, DEFERRAL_GRACE, PollSchedule, VideoWait
 from airflow_grok_video.spend_caps import SpendPolicy
 from airflow_grok_video.validation import MODEL, build_create_body, create_fields
@@ -381,16 +381,11 @@ class GrokCreateVideoBatchOperator(BaseOperator):
         self, context: Context, results: list[ItemResult], bodies: list[dict[str, Any]], price: Price | None
     ) -> None:
         """Push one record per video bought or reattached to (as the create operator's ``purchase``)."""
-        purchases = []
-        for result in results:
-            if result.video_task_id is None:
-                continue
-            body = bodies[result.index]
-            purchase: dict[str, Any] = {"index": result.index, "video_task_id": result.video_task_id}
-            purchase.update(bought(body))
-            if price is not None:
-                purchase.update(estimated_cost=price.cost(body["duration"]), currency=price.currency)
-            purchases.append({**purchase, "reattached": result.reattached})
+        purchases = [
+            {"index": r.index, **purchase(r.video_task_id, bodies[r.index], price, reattached=r.reattached)}
+            for r in results
+            if r.video_task_id is not None
+        ]
         context["ti"].xcom_push(key=PURCHASE_XCOM_KEY, value=purchases)
 
     # -- waiting, once for every item --------------------------------------------------------
