@@ -8,6 +8,7 @@ import http.client
 import inspect
 import json
 import os
+import pathlib
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+import airflow_grok_video.emulator
 from airflow_grok_video.emulator import EmulatedVideo, Fault, GrokVideoEmulator, RecordedRequest, Rule
 from airflow_grok_video.emulator.progress import ProgressModel
 
@@ -537,6 +539,153 @@ def test_large_video_is_streamed() -> None:
             connection.close()
     assert received == size == int(response.headers["Content-Length"])
     assert peak < 16 * 1024 * 1024, f"peak allocations {peak / 1e6:.1f} MB"
+
+
+def get_video(emu: GrokVideoEmulator, task_id: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    """A download of a task's video with these headers (``If_Range`` is sent as ``If-Range``)."""
+    request = urllib.request.Request(f"{emu.base_url}/videos/{task_id}.mp4")
+    for name, value in headers.items():
+        request.add_header(name.replace("_", "-"), value)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def cut_download(emu: GrokVideoEmulator, task_id: str, extra_headers: str = "") -> tuple[bytes, bytes]:
+    """The head and body a download gets through before a ``reset`` fault drops its connection."""
+    emu.inject(Fault("reset", path_prefix=VIDEOS))
+    received = b""
+    with socket.create_connection((emu.host, emu.port), timeout=5) as sock:
+        sock.sendall(f"GET /videos/{task_id}.mp4 HTTP/1.1\r\nHost: x\r\n{extra_headers}\r\n".encode())
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    return head, body
+
+
+def mp4_boxes(data: bytes) -> list[tuple[bytes, int, int]]:
+    """The top-level boxes of an MP4 file: (type, offset, size); they must tile it exactly."""
+    boxes, offset = [], 0
+    while offset < len(data):
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        assert size >= 8, f"box at {offset} has size {size}"
+        boxes.append((data[offset + 4 : offset + 8], offset, size))
+        offset += size
+    assert offset == len(data), "the last box runs past the end of the file"
+    return boxes
+
+
+def test_default_video_bytes_are_unchanged(instant: GrokVideoEmulator) -> None:
+    assert instant.playable is False
+    task_id = create(instant)
+    status, headers, raw = get_video(instant, task_id)
+    name = task_id.encode()
+    head = (
+        b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+        + (8 + len(name)).to_bytes(4, "big")
+        + b"free"
+        + name
+    )
+    pattern = bytes(range(256)) * (65536 // 256 + 1)
+    assert (status, headers["Content-Type"], headers["Accept-Ranges"]) == (200, "video/mp4", "bytes")
+    assert raw == head + pattern[: 65536 - len(head)] and int(headers["Content-Length"]) == 65536
+    assert "Content-Range" not in headers
+
+
+def test_playable_videos_are_the_clip_then_a_box_naming_the_task() -> None:
+    clip = (pathlib.Path(airflow_grok_video.emulator.__file__).parent / "sample.mp4").read_bytes()
+    with GrokVideoEmulator(queue_seconds=0, generation_seconds=0, video_bytes=300_000, playable=True) as emu:
+        first, second = create(emu), create(emu)
+        status, headers, one = get_video(emu, first)
+        other = get_video(emu, second)[2]
+        assert (status, headers["Content-Type"]) == (200, "video/mp4")
+        box = (8 + len(first)).to_bytes(4, "big") + b"free" + first.encode()
+        assert one == clip + box  # video_bytes does not apply
+        assert int(headers["Content-Length"]) == len(one) == len(clip) + 8 + len(first)
+        assert other.startswith(clip) and other.endswith(second.encode()) and one != other
+        assert get_video(emu, first)[2] == one  # deterministic
+        head = urllib.request.Request(f"{emu.base_url}/videos/{first}.mp4", method="HEAD")
+        with urllib.request.urlopen(head, timeout=10) as response:
+            assert (int(response.headers["Content-Length"]), response.read()) == (len(one), b"")
+    # A valid MP4: boxes tiling the file, the index (moov) before the media (mdat), the task's box last.
+    boxes = mp4_boxes(one)
+    types = [kind for kind, _, _ in boxes]
+    assert types[0] == b"ftyp" and types.index(b"moov") < types.index(b"mdat") and types[-1] == b"free"
+    assert boxes[-1][1:] == (len(clip), len(box))
+    _, moov_at, moov_size = boxes[types.index(b"moov")]
+    moov = one[moov_at : moov_at + moov_size]
+    assert b"avc1" in moov and b"avcC" in moov  # H.264
+    mvhd = moov[moov.index(b"mvhd") + 4 :]
+    timescale, duration = int.from_bytes(mvhd[12:16], "big"), int.from_bytes(mvhd[16:20], "big")
+    assert 5.5 <= duration / timescale <= 6.5
+    assert len(clip) < 150 * 1024
+
+
+def test_playable_through_config_and_cli_and_its_cut_downloads(instant: GrokVideoEmulator) -> None:
+    from airflow_grok_video.emulator.__main__ import _parser
+
+    assert _parser().parse_args([]).playable is False and _parser().parse_args(["--playable"]).playable
+    task_id = create(instant)
+    assert len(get_video(instant, task_id)[2]) == instant.video_bytes
+    status, answer = control(instant, "POST", "config", {"playable": "yes"})
+    assert status == 400 and "playable" in answer["error"] and instant.playable is False
+    assert control(instant, "POST", "config", {"playable": True}) == (200, {"ok": True})
+    assert instant.playable is True
+    video = get_video(instant, task_id)[2]  # an earlier task's download too
+    assert video[4:8] == b"ftyp" and video.endswith(b"free" + task_id.encode())
+    head, body = cut_download(instant, task_id)
+    assert head.startswith(b"HTTP/1.1 200 OK") and f"Content-Length: {len(video)}".encode() in head
+    assert body and video.startswith(body)
+    assert get_video(instant, task_id)[2] == video  # the next download is whole
+    head, body = cut_download(instant, task_id, "Range: bytes=1000-\r\n")
+    assert head.startswith(b"HTTP/1.1 206 Partial Content")
+    assert f"Content-Range: bytes 1000-{len(video) - 1}/{len(video)}".encode() in head
+    assert body and video[1000:].startswith(body)
+
+
+@pytest.mark.parametrize("playable", [False, True], ids=["synthetic", "playable"])
+def test_video_byte_ranges(playable: bool) -> None:
+    with GrokVideoEmulator(
+        queue_seconds=0, generation_seconds=0, video_bytes=300_000, playable=playable
+    ) as emu:
+        task_id = create(emu)
+        status, headers, whole = get_video(emu, task_id)
+        size = len(whole)
+        assert status == 200 and headers["Accept-Ranges"] == "bytes"
+        for asked, (start, stop) in [
+            ("bytes=0-99", (0, 100)),
+            ("bytes=1000-", (1000, size)),
+            ("bytes=-50", (size - 50, size)),
+            ("bytes=5-999999999", (5, size)),  # the end is cut to the file's
+            ("bytes=-999999999", (0, size)),
+            (f"bytes={size - 1}-{size - 1}", (size - 1, size)),
+        ]:
+            status, headers, raw = get_video(emu, task_id, Range=asked)
+            assert (status, headers["Content-Range"]) == (206, f"bytes {start}-{stop - 1}/{size}"), asked
+            assert raw == whole[start:stop] and int(headers["Content-Length"]) == stop - start, asked
+        for asked in [f"bytes={size}-", f"bytes={size + 10}-{size + 20}", "bytes=-0"]:
+            status, headers, raw = get_video(emu, task_id, Range=asked)
+            assert (status, headers["Content-Range"], raw) == (416, f"bytes */{size}", b""), asked
+        # Ignored, as HTTP allows: several ranges, a reversed one, another unit, an If-Range.
+        for extra in [
+            {"Range": "bytes=0-1,5-6"},
+            {"Range": "bytes=9-3"},
+            {"Range": "items=0-1"},
+            {"Range": "bytes=0-1", "If_Range": '"v1"'},
+        ]:
+            status, headers, raw = get_video(emu, task_id, **extra)
+            assert (status, raw) == (200, whole) and "Content-Range" not in headers, extra
+        head = urllib.request.Request(
+            f"{emu.base_url}/videos/{task_id}.mp4", method="HEAD", headers={"Range": "bytes=10-19"}
+        )
+        with urllib.request.urlopen(head, timeout=10) as response:
+            assert (response.status, response.headers["Content-Length"], response.read()) == (206, "10", b"")
+        assert get_video(emu, "video_unknown", Range="bytes=0-1")[0] == 404
+        statuses = [r.status for r in emu.requests if r.path.startswith(VIDEOS)]
+        assert statuses == [200] + [206] * 6 + [416] * 3 + [200] * 4 + [206, 404]
 
 
 # -- balance ----------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         generation_seconds=args.generation_seconds,
         balance=args.balance,
         video_bytes=args.video_bytes,
+        playable=args.playable,
         progress_model=args.progress_model,
     )
     _raise_open_file_limit()
@@ -65,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--video-bytes", type=int, default=DEFAULT_VIDEO_BYTES, help="size of each video served"
+    )
+    parser.add_argument(
+        "--playable",
+        action="store_true",
+        help="serve each video as a real MP4 that players play (a 6-second H.264 clip, about 55 KB, "
+        "and a box naming the task; --video-bytes is then not used)",
     )
     return parser
 

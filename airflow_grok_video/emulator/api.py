@@ -3,7 +3,8 @@
 Handlers are cheap and never block: a task's status is computed from the clock on each query
 (no background work), and the only sleeps are those of injected ``slow`` faults. They read and
 write the emulator's record through its bookkeeping (``_authorized``, ``_record``, ``_take_fault``,
-``_accept``), which holds the lock.
+``_accept``), which holds the lock; a video's bytes come from ``_video`` (a
+:class:`~airflow_grok_video.emulator.wire.VideoFile`, the one home of what a download holds).
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ from airflow_grok_video.emulator.wire import (
     CREATE_PATH,
     QUERY_PREFIX,
     RESET_PREFIX,
+    VideoAnswer,
     abort,
     envelope,
     not_found,
     read_json,
     unauthorized,
-    video_chunks,
-    video_prefix,
 )
 
 if TYPE_CHECKING:
@@ -77,23 +77,27 @@ class ApiHandlers:
         """
         ``GET`` of a finished video's bytes (no key needed), streamed; 404 until it is done.
 
+        A single byte range is answered as a CDN does (206, or 416 when no byte of the file is in it).
+
         :param request: the request.
         """
         emu = self.emulator
         fault = emu._take_fault(request.method, request.path)
         task = emu._tasks.get(request.match_info["task_id"])
-        ready = task is not None and task.ready(time.time())
+        answer = None
+        if task is not None and task.ready(time.time()):
+            # No validator is ever sent, so an If-Range can match none: the whole file is the answer.
+            asked = None if "If-Range" in request.headers else request.headers.get("Range")
+            answer = VideoAnswer.asked(emu._video(task.task_id), asked)
         if fault is not None and fault.kind != "slow":
-            prefix = RESET_PREFIX
-            if task is not None and ready:
-                prefix = video_prefix(emu.video_bytes, task.task_id)
+            prefix = RESET_PREFIX if answer is None else answer.prefix()
             return self._serve_fault(request, fault, None, True, prefix)
-        emu._record(request, None, 200 if ready else 404, True)
+        emu._record(request, None, 404 if answer is None else answer.status, True)
         if fault is not None:
             await asyncio.sleep(fault.delay)
-        if not ready:
+        if answer is None:
             return web.Response(status=404, text="not found")
-        return await _stream_video(request, emu.video_bytes, request.match_info["task_id"])
+        return await _stream_video(request, answer)
 
     async def unknown(self, request: web.Request) -> web.StreamResponse:
         """
@@ -160,21 +164,20 @@ class ApiHandlers:
         return response
 
 
-async def _stream_video(request: web.Request, size: int, task_id: str) -> web.StreamResponse:
+async def _stream_video(request: web.Request, answer: VideoAnswer) -> web.StreamResponse:
     """
-    Send a video task's bytes in chunks (``HEAD``: the headers only).
+    Send a video download's answer, its body in chunks (``HEAD``: the headers only).
 
     :param request: the request.
-    :param size: the video's size.
-    :param task_id: the video task, whose bytes are its own.
+    :param answer: the status, headers and bytes of the video file to send.
     """
-    response = web.StreamResponse(status=200, headers={"Content-Type": "video/mp4"})
-    response.content_length = size
+    response = web.StreamResponse(status=answer.status, headers=answer.headers)
+    response.content_length = answer.stop - answer.start
     await response.prepare(request)
     if request.method == "HEAD":
         return response
     try:
-        for chunk in video_chunks(size, task_id):
+        for chunk in answer.chunks():
             await response.write(chunk)
     except ConnectionError:
         pass  # the client went away; aiohttp then drops the connection quietly

@@ -23,7 +23,7 @@ from airflow_grok_video.emulator.progress import ProgressModel
 from airflow_grok_video.emulator.routes import application
 from airflow_grok_video.emulator.tasks import EmulatedVideo, Rule
 from airflow_grok_video.emulator.validation import CreateParams
-from airflow_grok_video.emulator.wire import CREATE_PATH, DEFAULT_VIDEO_BYTES, QUERY_PREFIX
+from airflow_grok_video.emulator.wire import CREATE_PATH, DEFAULT_VIDEO_BYTES, QUERY_PREFIX, VideoFile
 
 # How long stop() lets in-flight requests (a slow fault, a big download) finish before cancelling them.
 _SHUTDOWN_SECONDS = 0.5
@@ -63,7 +63,10 @@ class GrokVideoEmulator:
     :param generation_seconds: how long a task stays ``processing``.
     :param balance: videos that can still be bought; ``None`` is unlimited.
     :param video_bytes: size of the video served at ``result.video_url`` (each video task's bytes
-        are its own: two videos of one size differ).
+        are its own: two videos of one size differ); not used when ``playable``.
+    :param playable: serve each video as a real MP4 that players play: the bundled clip (H.264,
+        6 seconds, about 55 KB; see :mod:`~airflow_grok_video.emulator.wire`) followed by a ``free``
+        box naming the task, so that each video task's bytes are still its own.
     :param progress_model: how tasks' status and progress follow the clock (a
         :class:`~airflow_grok_video.emulator.progress.ProgressModel` or its spec, e.g.
         ``"shape=ease-out,queue=0.2,origin=created"``); the default queues for ``queue_seconds``, then
@@ -80,6 +83,7 @@ class GrokVideoEmulator:
         generation_seconds: float = 5.0,
         balance: int | None = None,
         video_bytes: int = DEFAULT_VIDEO_BYTES,
+        playable: bool = False,
         progress_model: ProgressModel | str | dict[str, Any] | None = None,
     ) -> None:
         self.host = host
@@ -89,6 +93,7 @@ class GrokVideoEmulator:
         self.generation_seconds = generation_seconds
         self.balance = balance
         self.video_bytes = video_bytes
+        self.playable = playable
         self.progress_model = (
             ProgressModel() if progress_model is None else ProgressModel.parse(progress_model)
         )
@@ -269,9 +274,10 @@ class GrokVideoEmulator:
         Change settings, as ``/_emulator/config`` does; new values apply to tasks created afterwards.
 
         :param settings: any of ``queue_seconds``, ``generation_seconds`` (numbers >= 0),
-            ``balance`` (an integer >= 0, or ``None`` for unlimited) and ``progress_model`` (a
+            ``balance`` (an integer >= 0, or ``None`` for unlimited), ``progress_model`` (a
             :class:`~airflow_grok_video.emulator.progress.ProgressModel`, its spec string or a dict
-            of its fields).
+            of its fields) and ``playable`` (a boolean; it applies to every download from then on,
+            of earlier tasks' videos too).
         """
         checked = {key: _check_setting(key, value) for key, value in settings.items()}
         with self._lock:
@@ -297,6 +303,14 @@ class GrokVideoEmulator:
                 self._creates += 1
             elif request.method == "GET" and path.startswith(QUERY_PREFIX):
                 self._queries += 1
+
+    def _video(self, task_id: str) -> VideoFile:
+        """
+        The file served for a video task, as the settings make it now.
+
+        :param task_id: the video task.
+        """
+        return VideoFile(task_id, self.video_bytes, self.playable)
 
     def _take_rule(self, prompt: str) -> Rule | None:
         """The first rule matching ``prompt``, one of its ``times`` used; call with the lock held."""
@@ -359,6 +373,9 @@ def _check_setting(key: str, value: Any) -> Any:
             raise ValueError("balance: must be an integer >= 0 or null")
     elif key == "progress_model":
         return ProgressModel.parse(value)
+    elif key == "playable":
+        if not isinstance(value, bool):
+            raise ValueError("playable: must be true or false")
     else:
         raise ValueError(f"unknown setting {key}")
     return value
