@@ -121,16 +121,19 @@ def test_a_retry_reattaches_to_every_video_and_buys_a_failed_one_again_only_if_a
 
 
 def test_a_429_pauses_every_create_of_the_batch_for_its_retry_after(emulator: GrokVideoEmulator) -> None:
-    # Two creates in flight at once; the first answered is a 429 asking for 1 s. Without a shared
-    # pause, the other thread would go on and send the next items meanwhile.
+    # Two creates in flight at once; the first is answered with a 429 asking for 1 s, every other
+    # create takes 0.4 s. Without a shared pause, the other thread would send its next item 0.4 s
+    # after the 429, when its first is answered; with it, nothing is sent until the second has passed.
+    # (The first 0.25 s are left out: the gate closes only once the client has read the 429.)
     emulator.inject(Fault("status", status=429, retry_after=1, method="POST"))
+    emulator.inject(Fault("slow", delay=0.4, method="POST", times=10))
     run = run_dag("grok_test_batch_paced", items=[f"a fox {i}" for i in range(4)])
     assert states(run) == {"batch": "success"}
     assert emulator.accepted_creates == 4
     posts = [request for request in emulator.requests if request.method == "POST"]
     [limited] = [request for request in posts if request.status == 429]
-    during = [r for r in posts if limited.time < r.time < limited.time + 0.9]
-    assert len(during) <= 1, [(r.status, round(r.time - limited.time, 3)) for r in posts]  # the one in flight
+    during = [r for r in posts if limited.time + 0.25 < r.time < limited.time + 0.9]
+    assert during == [], [(r.status, round(r.time - limited.time, 3)) for r in posts]
 
 
 def test_a_batch_larger_than_its_run_cap_buys_nothing(
