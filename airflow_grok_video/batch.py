@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
+from airflow_grok_video.outcome import outcome
+
 #: What became of one item. ``waiting``: bought (or reattached to), not done yet; the others are final:
 #: ``success`` (it has ``video_url``), ``failed`` (the API's failure message in ``error``),
 #: ``uncertain`` (a create may have been billed but its id is unknown: not bought again),
@@ -65,10 +67,37 @@ class ItemResult:
         """The result with no URL: what travels in a trigger's arguments (a signed URL is a secret)."""
         return replace(self, video_url=None)
 
+    def outcome(self) -> dict[str, Any] | None:
+        """
+        The item's ``video_outcome`` record, with its ``index``; ``None`` unless its wait ended on its video.
+
+        A ``success`` or ``failed`` item with a video task id has one (see
+        :mod:`airflow_grok_video.outcome`); an item not bought, still waiting, or whose wait timed
+        out or failed otherwise has none.
+        """
+        if self.video_task_id is None or self.status not in ("success", "failed"):
+            return None
+        if self.status == "success":
+            if not self.video_url:
+                return None  # not the batch's: a success carries its URL, except in a trigger's arguments
+            record = outcome(self.video_task_id, "success", video_url=self.video_url)
+        else:
+            record = outcome(self.video_task_id, "failed", error=self.error)
+        return {"index": self.index, **record}
+
     def describe(self) -> str:
         """One line for the task log, e.g. ``item 3 (video v12): failed: content policy``."""
         video = f" (video {self.video_task_id})" if self.video_task_id else ""
         return f"item {self.index}{video}: {self.status}" + (f": {self.error}" if self.error else "")
+
+
+def outcomes(results: list[ItemResult]) -> list[dict[str, Any]]:
+    """
+    The batch's ``video_outcome`` XCom: the record of each item that has one (:meth:`ItemResult.outcome`).
+
+    :param results: every item's result, in input order.
+    """
+    return [record for record in (result.outcome() for result in results) if record is not None]
 
 
 def judge(results: list[ItemResult], min_success: int | None) -> str | None:

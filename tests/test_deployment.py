@@ -38,6 +38,14 @@ def assert_every_video_delivered(deployment: Deployment, run_id: str) -> None:
             deployment.xcom(FAN_OUT, run_id, "wait", index)
             == f"{deployment.emulator_url}/videos/{video_id}.mp4"
         )
+        # The trigger that ended the wait also recorded which video it ended on (tests/test_outcome.py).
+        outcome = deployment.xcom(FAN_OUT, run_id, "wait", index, "video_outcome")
+        assert outcome.pop("url_expires_at")  # from the API's completed_at (its value: test_outcome.py)
+        assert outcome == {
+            "video_task_id": video_id,
+            "status": "success",
+            "video_url": f"{deployment.emulator_url}/videos/{video_id}.mp4",
+        }
         # Each mapped wait started and ended in the triggerer, reading its own index's video.
         assert worker_runs(deployment, FAN_OUT, run_id, "create", index) == 1
         assert worker_runs(deployment, FAN_OUT, run_id, "wait", index) == 0

@@ -76,6 +76,10 @@ def test_a_deferred_batch_buys_each_video_once_and_ends_in_the_triggerer(deploym
         }
         for index, prompt in enumerate(BATCH_PROMPTS)
     ]
+    # The batch trigger that ended the task recorded each item's outcome (tests/test_outcome.py).
+    assert deployment.xcom(BATCH, run_id, "batch", -1, key="video_outcome") == [
+        {k: r[k] for k in ("index", "video_task_id", "status", "video_url")} for r in results
+    ]
     purchases = deployment.xcom(BATCH, run_id, "batch", -1, key="purchase")
     assert [(p["index"], p["prompt"], p["video_task_id"], p["reattached"]) for p in purchases] == [
         (index, prompt, video_of[prompt], False) for index, prompt in enumerate(BATCH_PROMPTS)

@@ -283,6 +283,8 @@ async def test_a_failed_lookup_is_not_shared_with_later_waits(
 
 
 async def test_success_event_carries_the_url(emulator: GrokVideoEmulator) -> None:
+    from tests.test_outcome import url_expires_at
+
     task_id = create()
     events = await run_trigger(trigger_for(task_id))
     assert events == [
@@ -291,6 +293,7 @@ async def test_success_event_carries_the_url(emulator: GrokVideoEmulator) -> Non
             "message": f"Grok video task {task_id} completed",
             "video_task_id": task_id,
             "video_url": f"{emulator.base_url}/videos/{task_id}.mp4",
+            "url_expires_at": url_expires_at(emulator, task_id),
         }
     ]
 
@@ -495,7 +498,13 @@ async def test_a_success_ends_the_task_in_the_triggerer(
     [event] = [event async for event in trigger.run()]
     assert isinstance(event, TaskSuccessEvent) and not event.xcoms
     url = f"{emulator.base_url}/videos/{task_id}.mp4"
-    pushed = {(m.key, m.value, m.dag_id, m.run_id, m.task_id, m.map_index) for m in comms.sent}
+    # and the video_outcome record (tests/test_outcome.py)
+    assert [m.value["status"] for m in comms.sent if m.key == "video_outcome"] == ["success"]
+    pushed = {
+        (m.key, m.value, m.dag_id, m.run_id, m.task_id, m.map_index)
+        for m in comms.sent
+        if m.key != "video_outcome"
+    }
     assert pushed == {
         (key, value, "d", "r", "wait", 3)
         for key, value in {
@@ -596,12 +605,13 @@ async def test_a_custom_xcom_backends_serialization_runs_off_the_event_loop(
     [event], worst_lag = await with_loop_lag(collect(as_triggerer_runs_it(ending_trigger(task_id)).run()))
     assert type(event).__name__ == "TaskSuccessEvent"
     url = f"{emulator.base_url}/videos/{task_id}.mp4"
-    assert {m.key: m.value for m in comms.sent} == {
+    assert {m.key: m.value for m in comms.sent if m.key != "video_outcome"} == {
         key: f'{{"stored": "{task_id if source == "video_task_id" else url}", "key": "{key}"}}'
         for key, source in SUCCESS_XCOMS.items()
     }
-    assert len(backend.threads) == 4 and threading.get_ident() not in backend.threads
-    assert worst_lag < 0.2  # four 0.3 s serializations on the loop would hold it for 1.2 s
+    # and the video_outcome record (tests/test_outcome.py)
+    assert len(backend.threads) == 5 and threading.get_ident() not in backend.threads
+    assert worst_lag < 0.2  # five 0.3 s serializations on the loop would hold it for 1.5 s
 
 
 async def test_a_video_the_api_does_not_know_fails_the_resumed_task_without_retries(

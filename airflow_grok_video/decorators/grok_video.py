@@ -40,8 +40,8 @@ class GrokVideoDecoratedOperator(DecoratedOperator, GrokCreateVideoOperator):
     the create operator's ``execute`` runs as it is: pre-flight validation, the durable ledger (a
     retry reattaches on Airflow 3.3+), the billing decision and the spend caps. Unlike the create
     operator it waits by default, deferred by default, and returns the video URL (XCom
-    ``return_value``); it still pushes the ``purchase`` and ``video_url`` XComs and has the "Grok
-    Video" extra link.
+    ``return_value``); it still pushes the ``purchase``, ``video_url`` and ``video_outcome`` XComs
+    (:mod:`airflow_grok_video.outcome`) and has the "Grok Video" extra link.
 
     :param python_callable: the decorated function; it returns the prompt (a ``str``) or a mapping
         with any of ``prompt``, ``image_url``, ``image_urls``, ``duration``, ``ratio``,

@@ -20,16 +20,19 @@ from airflow_grok_video.exceptions import (
     GrokVideoValidationError,
 )
 from airflow_grok_video.hooks.grok_video import GrokVideoHook, Price
-from airflow_grok_video.links.grok_video import VIDEO_URL_XCOM_KEY, GrokVideoLink, SuccessValue
+from airflow_grok_video.links.grok_video import GrokVideoLink, SuccessValue
 from airflow_grok_video.operators._ledger import CreateLedger, CreateRecord, LedgerJournal, fingerprint
 from airflow_grok_video.operators._reattach import Found, find_earlier
 from airflow_grok_video.operators._spend import refuse_beyond_run_cap, spend_journal
+from airflow_grok_video.outcome import push_failure, push_success
 from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL, PollSchedule, VideoWait
 from airflow_grok_video.spend_caps import SpendPolicy
 from airflow_grok_video.validation import MODEL, build_create_body
 from airflow_grok_video.video_task import VideoTask, url_for_logs
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from airflow.providers.common.compat.openlineage.facet import Dataset, RunFacet
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
@@ -114,7 +117,9 @@ class GrokCreateVideoOperator(BaseOperator):
     With ``wait_for_completion=True`` it also waits for the video (in the worker, or deferred to
     :class:`~airflow_grok_video.triggers.grok_video.GrokVideoTrigger`), pushes its URL under
     the XCom key ``video_url``, and still returns the video task id. Otherwise wait with
-    :class:`~airflow_grok_video.sensors.grok_video.GrokVideoSensor`.
+    :class:`~airflow_grok_video.sensors.grok_video.GrokVideoSensor`. A wait that ends on the video
+    (done or failed), and a retry that finds its earlier try's video done, push the record of how
+    under ``video_outcome`` (:mod:`airflow_grok_video.outcome`), a failure's before the task fails.
 
     **OpenLineage** (with the ``openlineage`` extra): the task's events report the reference image
     as input, the video bought (the API's video task) as output once it exists, and the
@@ -252,10 +257,12 @@ class GrokCreateVideoOperator(BaseOperator):
             self._video_task_id = str(event["video_task_id"])
         try:
             video_url = video_url_from_event(event, timeout_error=AirflowException)
-        except GrokVideoGenerationFailed:
+        except GrokVideoGenerationFailed as failure:
+            push_failure(context, failure)
             self._count("failed")
             raise
-        self._done(context, str(event["video_task_id"]), video_url)
+        expires = event.get("url_expires_at")
+        self._done(context, str(event["video_task_id"]), video_url, url_expires_at=expires)
         return self._returned()
 
     def _returned(self) -> str | None:
@@ -380,7 +387,7 @@ class GrokCreateVideoOperator(BaseOperator):
         )
         self._count("reattached")
         if task.succeeded and task.video_url:
-            self._done(context, task.task_id, task.video_url)
+            self._done(context, task.task_id, task.video_url, url_expires_at=task.url_expires_at())
         return task
 
     def _refuse_or_accept_uncertain(self, record: CreateRecord) -> None:
@@ -439,20 +446,39 @@ class GrokCreateVideoOperator(BaseOperator):
             task = self.hook.get_video_task(video_task_id, deadline=deadline)
             step = wait.step(task, time.time())
             if step.status == "success" and step.task.video_url:
-                self._done(context, video_task_id, step.task.video_url)
+                self._done(
+                    context, video_task_id, step.task.video_url, url_expires_at=step.task.url_expires_at()
+                )
                 return
             if step.status == "failed":
+                failure = GrokVideoGenerationFailed(video_task_id, step.task.error_message)
+                push_failure(context, failure)
                 self._count("failed")
-                raise GrokVideoGenerationFailed(video_task_id, step.task.error_message)
+                raise failure
             if step.status == "timeout":
                 raise AirflowException(step.message)
             self.log.info("%s", step.message)
             time.sleep(step.delay)
 
-    def _done(self, context: Context, video_task_id: str, video_url: str) -> None:
+    def _done(
+        self,
+        context: Context,
+        video_task_id: str,
+        video_url: str,
+        *,
+        url_expires_at: datetime | str | None = None,
+    ) -> None:
+        """
+        The video is done: log it (without the URL's query), keep its URL, push ``video_url`` and the outcome.
+
+        :param context: the task's context.
+        :param video_task_id: the API's video task id.
+        :param video_url: the video's URL.
+        :param url_expires_at: when the URL stops working (a ``datetime`` or ISO 8601 text), when known.
+        """
         self.log.info("Grok video task %s: completed, %s", video_task_id, url_for_logs(video_url))
         self._video_url = video_url
-        context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=video_url)
+        push_success(context, video_task_id, video_url, url_expires_at=url_expires_at)
 
     def _count(self, event: str, by: int = 1) -> None:
         metrics.count(event, dag_id=self.dag_id, task_id=self.task_id, by=by)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator, conf
 
 from airflow_grok_video import metrics
-from airflow_grok_video.batch import ItemResult, judge
+from airflow_grok_video.batch import ItemResult, judge, outcomes
 from airflow_grok_video.billing import JournalChain, Verdict
 from airflow_grok_video.exceptions import (
     GrokVideoAPIError,
@@ -29,6 +29,7 @@ from airflow_grok_video.operators._ledger import CreateLedger, LedgerJournal, fi
 from airflow_grok_video.operators._reattach import Earlier, Found, find_earlier
 from airflow_grok_video.operators._spend import refuse_beyond_run_cap, spend_journal
 from airflow_grok_video.operators.grok_video import PURCHASE_XCOM_KEY, _seconds, purchase
+from airflow_grok_video.outcome import push_outcomes
 from airflow_grok_video.polling import DEFAULT_MAX_POLL_INTERVAL, DEFERRAL_GRACE, PollSchedule, VideoWait
 from airflow_grok_video.spend_caps import SpendPolicy
 from airflow_grok_video.validation import MODEL, build_create_body, create_fields
@@ -69,7 +70,9 @@ class GrokCreateVideoBatchOperator(BaseOperator):
     ``{"index", "status", "video_task_id", "video_url", "error", "reattached"}``, where ``status``
     is ``success`` (with ``video_url``), ``failed`` (with the API's message), ``uncertain``,
     ``refused`` (a spend cap or the API refused it; nothing billed), ``timeout`` or ``error``. It
-    pushes under ``purchase`` one record per video bought. The task fails when fewer than
+    pushes under ``purchase`` one record per video bought, and under ``video_outcome`` one record
+    per item whose wait ended on its video's end (``success`` or ``failed``, with ``index``; see
+    :mod:`airflow_grok_video.outcome`), before it judges the batch. The task fails when fewer than
     ``min_success`` items succeeded (every item, by default), naming each item that did not and why;
     without Airflow retries when a retry could not change that.
 
@@ -175,7 +178,7 @@ class GrokCreateVideoBatchOperator(BaseOperator):
         self._push_purchase(context, results, bodies, price)
         if any(result.status == "waiting" for result in results):
             results = self._wait(results, context)
-        return self._finish(results)
+        return self._finish(results, context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
         """
@@ -186,7 +189,7 @@ class GrokCreateVideoBatchOperator(BaseOperator):
         """
         if not isinstance(event, dict) or not isinstance(event.get("results"), list):
             raise AirflowException(f"Not an event of GrokVideoBatchTrigger: {type(event).__name__}")
-        return self._finish([ItemResult.from_dict(result) for result in event["results"]])
+        return self._finish([ItemResult.from_dict(result) for result in event["results"]], context)
 
     # -- checking everything first -----------------------------------------------------------
 
@@ -438,8 +441,16 @@ class GrokCreateVideoBatchOperator(BaseOperator):
             self.log.info("Batch %s%s", results[index].describe(), shown)
         return results
 
-    def _finish(self, results: list[ItemResult]) -> list[dict[str, Any]]:
-        """Return every result, or fail by the batch's rule (without retries when a retry cannot help)."""
+    def _finish(self, results: list[ItemResult], context: Context) -> list[dict[str, Any]]:
+        """
+        Push each item's outcome, then return every result, or fail by the batch's rule.
+
+        The task fails without retries when a retry cannot help; the outcomes pushed stay with it.
+
+        :param results: every item's final result, in input order.
+        :param context: the task's context.
+        """
+        push_outcomes(context, outcomes(results))
         failed = [result for result in results if result.status == "failed"]
         if failed:
             self._count("failed", by=len(failed))

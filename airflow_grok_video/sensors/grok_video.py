@@ -25,7 +25,8 @@ from packaging.version import Version
 from airflow_grok_video import metrics
 from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoGenerationFailed
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
-from airflow_grok_video.links.grok_video import VIDEO_URL_XCOM_KEY, GrokVideoLink, success_xcoms
+from airflow_grok_video.links.grok_video import GrokVideoLink, success_xcoms
+from airflow_grok_video.outcome import push_failure, push_success
 from airflow_grok_video.polling import (
     DEFAULT_MAX_POLL_INTERVAL,
     DEFERRAL_GRACE,
@@ -43,7 +44,9 @@ class GrokVideoSensor(BaseSensorOperator):
     """
     Wait until a Grok video task has a ``result.video_url``, and return that URL.
 
-    The URL is the XCom ``return_value`` and is also pushed under the key ``video_url``.
+    The URL is the XCom ``return_value`` and is also pushed under the key ``video_url``. However the
+    wait ends on the video (done or failed), the record of how is pushed under ``video_outcome``
+    (:mod:`airflow_grok_video.outcome`), a failure's before the task fails.
 
     Works in ``poke``, ``reschedule`` and deferrable mode; deferred, the wait runs in the
     triggerer (:class:`~airflow_grok_video.triggers.grok_video.GrokVideoTrigger`) and holds no
@@ -195,8 +198,10 @@ class GrokVideoSensor(BaseSensorOperator):
         read_at = time.time()
         step = wait.step(task, read_at)
         if step.status == "failed":
+            failure = GrokVideoGenerationFailed(self.video_task_id, step.task.error_message)
+            push_failure(context, failure)
             metrics.count("failed", dag_id=self.dag_id, task_id=self.task_id)
-            self._fail_now(GrokVideoGenerationFailed(self.video_task_id, step.task.error_message))
+            self._fail_now(failure)
         if step.status == "timeout":
             self._fail_now(AirflowSensorTimeout(step.message))
         if step.status != "success":
@@ -205,7 +210,7 @@ class GrokVideoSensor(BaseSensorOperator):
         self.log.info(
             "Grok video task %s: already completed, %s", self.video_task_id, url_for_logs(video_url)
         )
-        context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=video_url)
+        push_success(context, self.video_task_id, video_url, url_expires_at=step.task.url_expires_at())
         return video_url, None
 
     def _fail_now(self, error: Exception) -> NoReturn:
@@ -229,11 +234,14 @@ class GrokVideoSensor(BaseSensorOperator):
         task = self.hook.get_video_task(self.video_task_id, deadline=wait.deadline)
         step = wait.step(task, time.time())
         if step.status == "failed":
+            failure = GrokVideoGenerationFailed(self.video_task_id, step.task.error_message)
+            push_failure(context, failure)
             metrics.count("failed", dag_id=self.dag_id, task_id=self.task_id)
-            raise GrokVideoGenerationFailed(self.video_task_id, step.task.error_message)
+            raise failure
         self.log.info("%s", step.message)  # on "timeout", Airflow's own timeout follows
         if step.status == "success":
-            context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=step.task.video_url)
+            video_url = cast("str", step.task.video_url)  # a success has its URL
+            push_success(context, self.video_task_id, video_url, url_expires_at=step.task.url_expires_at())
         return PokeReturnValue(is_done=step.status == "success", xcom_value=step.task.video_url)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
@@ -247,11 +255,13 @@ class GrokVideoSensor(BaseSensorOperator):
 
         try:
             video_url = video_url_from_event(event, timeout_error=AirflowSensorTimeout)
-        except GrokVideoGenerationFailed:
+        except GrokVideoGenerationFailed as failure:
+            push_failure(context, failure)
             metrics.count("failed", dag_id=self.dag_id, task_id=self.task_id)
             raise
         self.log.info("Grok video task %s: completed, %s", self.video_task_id, url_for_logs(video_url))
-        context["ti"].xcom_push(key=VIDEO_URL_XCOM_KEY, value=video_url)
+        video_task_id = str(event.get("video_task_id") or self.video_task_id)
+        push_success(context, video_task_id, video_url, url_expires_at=event.get("url_expires_at"))
         return video_url
 
 

@@ -71,7 +71,8 @@ class GrokVideoToStorageOperator(BaseOperator):
     **The kept video is an Airflow asset event.** A static ``dest`` is declared as an outlet
     ``Asset`` (a DAG can be scheduled on it); a templated one is emitted through the asset alias
     ``asset_alias`` (schedule on ``AssetAlias(asset_alias)``). The event's ``extra`` says what was
-    kept: ``uri``, ``bytes``, and, given ``purchase`` (the create operator's ``purchase`` XCom),
+    kept: ``uri``, ``bytes``, ``conn_id`` (the ``dest_conn_id`` to open it with, when given), and,
+    given ``purchase`` (the create operator's ``purchase`` XCom),
     ``video_task_id``, ``model``, ``seconds``, ``ratio`` or ``orientation``, ``prompt`` and
     ``prompt_sha256``, and ``source_url_expires_at`` (when the video's URL stops working, from the
     API's ``completed_at``).
@@ -196,6 +197,8 @@ class GrokVideoToStorageOperator(BaseOperator):
         from airflow.sdk import Asset, AssetAlias
 
         extra = {"uri": str(dest), "bytes": int(dest.stat().st_size), **about}
+        if self.dest_conn_id:  # a connection id, not a secret: what a reader opens the copy with
+            extra["conn_id"] = self.dest_conn_id
         events = context["outlet_events"]
         if isinstance(self._outlet, AssetAlias):
             events[self._outlet].add(Asset(str(dest)), extra=extra)

@@ -25,6 +25,7 @@ from airflow_grok_video.exceptions import (
 from airflow_grok_video.hooks import _clients  # noqa: F401
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
 from airflow_grok_video.links.grok_video import SuccessValue, success_xcoms
+from airflow_grok_video.outcome import OUTCOME_XCOM_KEY, outcome
 from airflow_grok_video.polling import DEFERRAL_GRACE, Look, PollSchedule, PollStep, VideoWait
 from airflow_grok_video.video_task import url_for_logs
 
@@ -43,12 +44,14 @@ class GrokVideoTrigger(BaseTrigger):
 
     Serializes only its arguments: the connection id, never the key. Yields exactly one
     event, ``{"status": ..., "message": ..., "video_task_id": ...}`` where status is
-    ``success`` (with ``video_url``), ``failed`` (with ``error_message``), ``timeout`` or
+    ``success`` (with ``video_url``, and ``url_expires_at`` when the API sent the video's times),
+    ``failed`` (with ``error_message``), ``timeout`` or
     ``error`` (with ``error_type``, and ``http_status``, ``code`` and ``msg`` when the API sent them).
     :func:`video_url_from_event` turns the event back into a URL or the matching exception.
 
     With ``success_xcoms``, a success ends the task in the triggerer instead: the trigger pushes
-    those XComs and yields a ``TaskSuccessEvent``, so no worker runs again for it. Any other
+    those XComs and the ``video_outcome`` record (:mod:`airflow_grok_video.outcome`) and yields a
+    ``TaskSuccessEvent``, so no worker runs again for it. Any other
     outcome, and a success where Airflow cannot end the task here (``dag.test()``, Airflow before
     3.3), resumes the task in a worker as before.
 
@@ -118,11 +121,20 @@ class GrokVideoTrigger(BaseTrigger):
         """
         Push the XComs the task would push on success; ``False`` where that cannot be (:func:`push_xcoms`).
 
+        ``success_xcoms``, and the ``video_outcome`` record of the video the wait ended on.
+
         :param event: the success event.
         """
         if not self.success_xcoms:
             return False
-        return await push_xcoms(self, {key: event[value] for key, value in self.success_xcoms.items()})
+        values = {key: event[value] for key, value in self.success_xcoms.items()}
+        values[OUTCOME_XCOM_KEY] = outcome(
+            event["video_task_id"],
+            "success",
+            video_url=event["video_url"],
+            url_expires_at=event.get("url_expires_at"),
+        )
+        return await push_xcoms(self, values)
 
     async def wait_with(self, hook: GrokVideoHook, *, first_delay: float | None = None) -> dict[str, Any]:
         """
@@ -162,7 +174,9 @@ class GrokVideoTrigger(BaseTrigger):
     def _final_event(self, step: PollStep) -> dict[str, Any]:
         """The event of an answer that ends the wait: ``success``, ``failed`` or ``timeout``."""
         if step.status == "success":
-            return self._event(step.status, step.message, video_url=step.task.video_url)
+            expires = step.task.url_expires_at()
+            known = {} if expires is None else {"url_expires_at": expires.isoformat()}
+            return self._event(step.status, step.message, video_url=step.task.video_url, **known)
         if step.status == "failed":
             return self._event(step.status, step.message, error_message=step.task.error_message)
         return self._event(step.status, step.message)
@@ -343,8 +357,8 @@ def defer_until_done(
     Defer ``task`` to a :class:`GrokVideoTrigger` that ends it on success.
 
     On success the trigger pushes what the task would have pushed itself: ``return_value``, the
-    URL under ``video_url`` and under each of the task's extra links; any other outcome resumes
-    the task in ``execute_complete``.
+    URL under ``video_url`` and under each of the task's extra links, and the ``video_outcome``
+    record; any other outcome resumes the task in ``execute_complete``.
 
     :param task: the deferring operator or sensor.
     :param video_task_id: the API's video task id.

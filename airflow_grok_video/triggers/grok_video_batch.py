@@ -12,8 +12,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
-from airflow_grok_video.batch import ItemResult, ItemStatus, judge
+from airflow_grok_video.batch import ItemResult, ItemStatus, judge, outcomes
 from airflow_grok_video.hooks.grok_video import GrokVideoHook
+from airflow_grok_video.outcome import OUTCOME_XCOM_KEY
 from airflow_grok_video.triggers.grok_video import GrokVideoTrigger, push_xcoms
 from airflow_grok_video.video_task import url_for_logs
 
@@ -29,7 +30,8 @@ class GrokVideoBatchTrigger(BaseTrigger):
 
     When all are done it logs one line per item, then, with ``end_here`` and where Airflow allows
     (3.3+, not ``dag.test()``), ends the task in the triggerer if the batch met its rule (``min_success``),
-    pushing the results as the task's return value; otherwise it yields ``{"status": "done",
+    pushing the results as the task's return value and each item's ``video_outcome`` record
+    (:func:`~airflow_grok_video.batch.outcomes`); otherwise it yields ``{"status": "done",
     "results": [...]}`` and the task resumes in a worker.
 
     :param items: every item's result so far, as :meth:`~airflow_grok_video.batch.ItemResult.to_dict`
@@ -97,7 +99,8 @@ class GrokVideoBatchTrigger(BaseTrigger):
             self.log.info("Batch %s%s", result.describe(), shown)
         values = [result.to_dict() for result in results]
         met = self.end_here and judge(results, self.min_success) is None
-        if met and await push_xcoms(self, {"return_value": values}):
+        ended_here = {"return_value": values, OUTCOME_XCOM_KEY: outcomes(results)}
+        if met and await push_xcoms(self, ended_here):
             self.log.info("Every result is in: the task ends here, without going back to a worker")
             yield TaskSuccessEvent()
             return
