@@ -53,6 +53,7 @@ bench: install
 	$(BIN)/python -u benchmarks/triggers.py --sizes 100,1000,5000 --runs 3; \
 	$(BIN)/python -u benchmarks/startup.py --waits 1000; \
 	$(BIN)/python -u benchmarks/download.py --mb 200 --runs 3; \
+	$(BIN)/python -u benchmarks/videos_page.py --videos 1000 --json build/videos-page.json; \
 	status=0; wait $$polling || status=$$?; cat build/bench-polling.txt; \
 	$(BIN)/python -u benchmarks/deployment.py --videos 20 || status=$$?; exit $$status
 
