@@ -12,6 +12,7 @@ from pathlib import Path
 
 import airflow
 import pytest
+from aiohttp import web
 from packaging.version import Version
 
 from airflow_grok_video.emulator import Fault, GrokVideoEmulator, Rule
@@ -25,6 +26,24 @@ HAS_STATE_STORE = Version(airflow.__version__).release >= (3, 3)
 needs_state_store = pytest.mark.skipif(
     not HAS_STATE_STORE, reason="the task state store came with Airflow 3.3"
 )
+
+
+class LookAlikeGateway(Gateway):
+    """
+    A gateway whose own 404 is JSON with a ``code`` key, as many API gateways' are.
+
+    It looks like the API's envelope, but is not one: the API's ``code`` is a JSON string and its
+    text is in ``msg`` (docs: the envelope), while this one's code is a number and its text is in
+    ``message``.
+    """
+
+    BODY = {"code": 404, "message": "no route"}
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        answer = await super()._forward(request)  # records it; a path it cannot route is not forwarded
+        if self.not_found and request.path.startswith(self.prefix + self.not_found):
+            return web.json_response(self.BODY, status=404)
+        return answer
 
 
 # A generation that outlasts a try's 2 s execution_timeout and ends well inside the retry's: about a
@@ -274,6 +293,23 @@ def test_a_gateway_404_on_the_retry_does_not_buy_a_second_video(
     assert states(run) == {"create": "failed"}
     assert tries(run) == {-1: 2}
     assert emulator.creates == 1
+    out, err = capfd.readouterr()
+    assert "not the API's JSON envelope" in out + err
+
+
+@needs_state_store
+def test_a_json_look_alike_404_on_the_retry_does_not_buy_a_second_video(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # As above, but the gateway's 404 is JSON with a code ({"code": 404, "message": ...}): it only
+    # looks like the API's envelope (whose code is a string, its text in msg), so it proves nothing.
+    with LookAlikeGateway(emulator.base_url, not_found="/api/open-api/v1/videos/") as gateway:
+        monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", conn_json(gateway.base_url))
+        run = run_dag("grok_test_killed_before_the_first_query")
+    assert states(run) == {"create": "failed"}
+    assert tries(run) == {-1: 2}
+    assert emulator.creates == 1
+    assert emulator.count("GET") == 0  # every look was answered by the gateway
     out, err = capfd.readouterr()
     assert "not the API's JSON envelope" in out + err
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from airflow_grok_video.emulator import Fault, GrokVideoEmulator, Rule
 from airflow_grok_video.operators._ledger import LEDGER_KEY
+from tests._net import Gateway
 from tests.conftest import conn_json
-from tests.test_dags import OUTLASTS_FIRST_LOOK, run_dag, states
-from tests.test_durable import HAS_STATE_STORE
+from tests.test_dags import OUTLASTS_FIRST_LOOK, dag_bag, run_dag, states
+from tests.test_durable import HAS_STATE_STORE, LookAlikeGateway
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 QUERY = "/api/open-api/v1/videos/"
@@ -174,6 +176,32 @@ def test_lost_task_fails_clearly(
     assert queries(emulator) == 1
     out, err = capfd.readouterr()
     assert "HTTP 404" in out + err
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("gateway", [Gateway, LookAlikeGateway], ids=["html", "json look-alike"])
+def test_a_gateways_404_fails_the_sensor_retryably(
+    emulator: GrokVideoEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    mode: str,
+    gateway: type[Gateway],
+) -> None:
+    # The create reaches the API; every query is answered 404 by the gateway in front of it, as
+    # HTML or as JSON that only looks like the API's envelope. Neither says the video is gone (the
+    # API's own 404 does: test_lost_task_fails_clearly), so each try fails and Airflow retries it.
+    dag_id = f"grok_test_{mode}_retries"  # 2 retries; here without Airflow's default 5 min between
+    monkeypatch.setattr(dag_bag().dags[dag_id].get_task("wait"), "retry_delay", timedelta(0))
+    with gateway(emulator.base_url, not_found=QUERY) as front:
+        monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", conn_json(front.base_url))
+        run = run_dag(dag_id)
+    assert states(run) == {"create": "success", "wait": "failed"}
+    [wait] = [ti for ti in run.get_task_instances() if ti.task_id == "wait"]
+    assert wait.try_number == 3
+    assert (emulator.creates, queries(emulator)) == (1, 0)
+    out, err = capfd.readouterr()
+    assert "not the API's JSON envelope (HTTP 404" in out + err
+    assert "GrokVideoNotFoundError" not in out + err
 
 
 @pytest.mark.parametrize("mode", MODES)

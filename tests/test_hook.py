@@ -12,9 +12,17 @@ from typing import Any
 import pytest
 
 from airflow_grok_video.emulator import Fault, GrokVideoEmulator
-from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoAuthError, GrokVideoUncertainCreateError
+from airflow_grok_video.exceptions import (
+    GrokVideoAPIError,
+    GrokVideoAuthError,
+    GrokVideoNotFoundError,
+    GrokVideoRequestError,
+    GrokVideoUncertainCreateError,
+)
+from airflow_grok_video.hooks._envelope import unwrap
 from airflow_grok_video.hooks.grok_video import GrokVideoHook, RetryPolicy, VideoTask, base_url_of
 from tests.conftest import API_KEY, conn_json
+from tests.test_durable import LookAlikeGateway
 
 CREATE = "/api/open-api/v1/grok/videos"
 QUERY = "/api/open-api/v1/videos/"
@@ -151,6 +159,46 @@ def test_envelope_and_not_found_errors_carry_code_and_msg(emulator: GrokVideoEmu
     with pytest.raises(GrokVideoAPIError, match="code 50001: upstream busy"):
         fast_hook().get_video_task("video_unknown")
     assert emulator.count("GET") == 2
+
+
+# Bodies that look like the API's envelope (a dict with a "code") but are not: the API's code is a
+# JSON string and its text is in msg (docs: the envelope).
+LOOK_ALIKES = {
+    "code a number": b'{"code": 404, "message": "no route"}',
+    "code a string, no msg": b'{"code": "40400", "message": "no route"}',
+    "msg not a string": b'{"code": "40400", "msg": null}',
+}
+
+
+@pytest.mark.parametrize("body", list(LOOK_ALIKES.values()), ids=list(LOOK_ALIKES))
+def test_only_the_apis_own_envelope_says_a_video_task_does_not_exist(body: bytes) -> None:
+    # The API's own envelope, whatever its code (the docs list none), says the task does not exist.
+    own = b'{"code": "40499", "msg": "no such task", "data": null}'
+    with pytest.raises(GrokVideoNotFoundError, match="code 40499: no such task"):
+        unwrap(404, own, what="query")
+    # A look-alike is read as any body that is not the API's (a gateway's HTML 404): not final.
+    with pytest.raises(GrokVideoAPIError) as info:
+        unwrap(404, body, what="query")
+    assert not isinstance(info.value, GrokVideoRequestError)
+    assert "not the API's JSON envelope (HTTP 404" in str(info.value)
+    assert (info.value.code, info.value.msg, info.value.transient) == (None, None, False)
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_a_gateways_json_404_is_not_the_apis_not_found(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    with LookAlikeGateway(emulator.base_url, not_found=QUERY) as gateway:
+        monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", conn_json(gateway.base_url))
+        with pytest.raises(GrokVideoAPIError) as info:
+            if path == "sync":
+                fast_hook().get_video_task("video_x")
+            else:
+                asyncio.run(_aquery(fast_hook(), "video_x"))
+    assert not isinstance(info.value, GrokVideoRequestError)
+    assert "not the API's JSON envelope (HTTP 404" in str(info.value)
+    assert len(gateway.seen) == 1  # not retried inside the hook: Airflow's retry of the task may
+    assert emulator.count() == 0
 
 
 def test_create_retried_after_429_creates_exactly_one(emulator: GrokVideoEmulator) -> None:

@@ -37,16 +37,20 @@ def is_transient_status(http_status: int) -> bool:
 @dataclass(frozen=True)
 class Envelope:
     """
-    A body that is the API's envelope.
+    A body that is, or looks like, the API's envelope.
 
     :param code: its ``code``, as a string.
     :param msg: its ``msg`` (empty when absent).
     :param data: its ``data``, whatever JSON it is.
+    :param strict: whether ``code`` and ``msg`` are JSON strings, as in the API's own envelope. A
+        body with a ``code`` of another kind (a gateway's ``{"code": 404, "message": "no route"}``)
+        only looks like one, and says nothing of the API's.
     """
 
     code: str
     msg: str
     data: Any
+    strict: bool = True
 
     @classmethod
     def read(cls, body: bytes) -> Envelope | None:
@@ -61,7 +65,17 @@ class Envelope:
             return None
         if not isinstance(payload, dict) or "code" not in payload:
             return None
-        return cls(str(payload.get("code")), str(payload.get("msg") or ""), payload.get("data"))
+        code, msg = payload["code"], payload.get("msg")
+        strict = isinstance(code, str) and isinstance(msg, str)
+        return cls(str(code), str(msg or ""), payload.get("data"), strict)
+
+    def succeeded(self, http_status: int) -> bool:
+        """
+        Whether this answer is a success: HTTP 2xx with the success code.
+
+        :param http_status: the response's HTTP status.
+        """
+        return self.code == SUCCESS_CODE and 200 <= http_status < 300
 
 
 def unwrap(
@@ -78,9 +92,10 @@ def unwrap(
 
     A create's answer is judged by the billing table (:func:`airflow_grok_video.billing.decide`):
     only an accepted create returns, and its error carries the verdict. A query's error is
-    transient (retried) on HTTP 408, 429 and 5xx; a 404 in the API's envelope is
-    :class:`GrokVideoNotFoundError`; any other answer without the API's envelope fails without
-    being final (a gateway's page says nothing about the video).
+    transient (retried) on HTTP 408, 429 and 5xx; a 404 in the API's own envelope (``code`` and
+    ``msg`` JSON strings, whatever the code) is :class:`GrokVideoNotFoundError`; any other answer
+    without the API's envelope fails without being final (a gateway's page says nothing about the
+    video), an error that only looks like the envelope (see :attr:`Envelope.strict`) among them.
 
     The error never quotes the body: a server's error page may echo request headers.
 
@@ -95,6 +110,8 @@ def unwrap(
     :raises GrokVideoAPIError: on any other error.
     """
     envelope = Envelope.read(body)
+    if not creates and envelope is not None and not envelope.strict and not envelope.succeeded(http_status):
+        envelope = None  # an error only the API's own envelope can tell; a look-alike is a gateway's
     if envelope is None:
         detail = f"HTTP {http_status}, {len(body)} bytes"
     else:
@@ -116,7 +133,7 @@ def unwrap(
             transient=transient or 200 <= http_status < 300,
             **fields,
         )
-    if envelope.code != SUCCESS_CODE or not 200 <= http_status < 300:
+    if not envelope.succeeded(http_status):
         # The API answered "no" with its own code: the same request gets the same answer. A 5xx
         # (or 408/429) says "later" instead, and stays retryable.
         if transient:
