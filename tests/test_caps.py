@@ -24,15 +24,18 @@ from typing import Any
 
 import pytest
 
+from airflow_grok_video.billing import Verdict
 from airflow_grok_video.emulator import Fault, GrokVideoEmulator
-from airflow_grok_video.exceptions import GrokVideoSpendCapError, GrokVideoValidationError
+from airflow_grok_video.exceptions import GrokVideoAPIError, GrokVideoSpendCapError, GrokVideoValidationError
+from airflow_grok_video.hooks.grok_video import GrokVideoHook, RetryPolicy
 from airflow_grok_video.hooks.spend_store import SpendRequest, SpendStore
+from airflow_grok_video.operators._spend import SpendJournal
 from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
 from airflow_grok_video.spend_caps import Cap, Spend, windows_at
 from tests._net import ForwardProxy
 from tests.conftest import API_KEY, REPO
 from tests.deployment import wait_for
-from tests.test_dags import run_dag, states
+from tests.test_dags import dag_bag, run_dag, states
 from tests.test_durable import tries
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -194,8 +197,10 @@ def test_a_mapped_create_larger_than_its_run_cap_buys_nothing(
     [
         (Fault("envelope", code="40200", msg="insufficient balance", method="POST"), "released"),
         (Fault("status", status=500, after_accept=True, method="POST"), "uncertain"),
+        # Not accepted: the create is sent again (within the same try), on a reservation of its own.
+        (Fault("status", status=429, retry_after=0, method="POST"), "released"),
     ],
-    ids=["refused", "uncertain"],
+    ids=["refused", "uncertain", "not accepted"],
 )
 def test_the_billing_verdict_releases_or_keeps_the_reservation(
     emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fault: Fault, state: str
@@ -211,6 +216,43 @@ def test_the_billing_verdict_releases_or_keeps_the_reservation(
     )
     assert list(states(run).values()).count("success") == bought_later
     assert emulator.creates == 1 + bought_later
+
+
+def test_a_create_that_never_reached_the_api_releases_its_reservation(
+    closed_port_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Connection refused: "not sent" in the billing table, so not accepted. Each attempt reserved
+    # (right before it was sent) and released (by its verdict): the day's one video is still free.
+    sqlite_store(monkeypatch, tmp_path / "spend.db")
+    capped_connection(monkeypatch, closed_port_url, {"videos_per_day": 1})
+    cap = Cap("videos", "day", 1, "connection 'grok_video_default'")
+    journal = SpendJournal(SpendStore(STORE), request_for((cap,), map_index=0))
+    hook = GrokVideoHook(retry_policy=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.02))
+    with pytest.raises(GrokVideoAPIError, match="could not connect") as failed:
+        hook.create_video(prompt="a fox", image_url="https://example.com/fox.png", journal=journal)
+    assert failed.value.verdict is Verdict.NOT_ACCEPTED
+    assert rows(tmp_path / "spend.db") == [(0, "released", None)] * 3
+    now = datetime.now(timezone.utc)
+    assert SpendStore(STORE).held("grok_video_default", windows_at(now, "")["day"]) == Spend(0, 0, 0.0)
+    SpendStore(STORE).reserve(request_for((cap,)), now)  # the cap's one video was never spent
+
+
+def test_a_task_cap_below_the_connections_is_the_one_enforced(
+    emulator: GrokVideoEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    sqlite_store(monkeypatch, tmp_path / "spend.db")
+    capped_connection(monkeypatch, emulator.base_url, {"videos_per_day": 3})
+    create = dag_bag().dags["grok_caps_mapped"].get_task("create")  # four creates
+    monkeypatch.setitem(create.partial_kwargs, "spend_caps", {"videos_per_day": 1})
+    run = run_dag("grok_caps_mapped")
+    assert sorted(states(run).values()) == ["failed"] * 3 + ["success"]
+    assert emulator.creates == 1
+    assert set(tries(run).values()) == {1}, "a cap's refusal is not retried"
+    output = capfd.readouterr()
+    assert (output.out + output.err).count("videos_per_day=1 (set by task 'create')") >= 3
 
 
 def test_a_store_that_cannot_be_reached_fails_closed(

@@ -135,3 +135,18 @@ def test_spend_cap_refusals_are_counted(
     assert sorted(states(run_dag("grok_caps_mapped")).values()) == ["failed", "success", "success", "success"]
     tags = "dag_id=grok_caps_mapped,task_id=create:1|c"
     assert sum(f"grok_video.spend_cap_refused,{tags}" in x for x in grok_metrics(statsd)) == 1
+
+
+def test_a_run_cap_refusing_a_whole_expansion_is_counted_for_every_index(
+    emulator: GrokVideoEmulator, statsd: socket.socket, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.test_caps import capped_connection, sqlite_store
+
+    received(statsd)
+    sqlite_store(monkeypatch, tmp_path / "spend.db")
+    capped_connection(monkeypatch, emulator.base_url, {})
+    run = run_dag("grok_caps_per_run")  # 12 mapped creates, a task's videos_per_run of 10
+    assert set(states(run).values()) == {"failed"} and len(states(run)) == 12
+    assert emulator.requests == []
+    tags = "dag_id=grok_caps_per_run,task_id=create:1|c"
+    assert sum(f"grok_video.spend_cap_refused,{tags}" in x for x in grok_metrics(statsd)) == 12
