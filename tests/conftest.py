@@ -109,12 +109,18 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     One real Airflow deployment (tests/deployment.py) shared by every test module that uses it.
 
     It runs every DAG file in tests/deploy_dags, the keep example with the DAG scheduled on what it
-    keeps, and the human review example; videos take 45 s unless a test's emulator rule says otherwise.
+    keeps, the human review example and the fan-out example; videos take 45 s unless a test's
+    emulator rule says otherwise.
     """
     from tests.deployment import REPO, Deployment
 
     home = tmp_path_factory.mktemp("airflow-deployment")
-    examples = ("grok_video_keep.py", "grok_video_on_kept.py", "grok_video_review.py")
+    examples = (
+        "grok_video_keep.py",
+        "grok_video_on_kept.py",
+        "grok_video_review.py",
+        "grok_video_fan_out.py",
+    )
     ours = sorted((REPO / "tests" / "deploy_dags").glob("*.py"))
     dag_files = [*ours, *(REPO / "dags" / example for example in examples)]
     running = Deployment(home, dag_files, generation_seconds=45)

@@ -170,6 +170,28 @@ class Deployment:
         self.processes[name] = process
         return process
 
+    def spawn_api_server(self, name: str, settings: dict[str, str]) -> int:
+        """Start one more api-server on this deployment's database, on a port of its own; its port.
+
+        ``settings`` go over the deployment's environment (an auth manager, say); the repository
+        is on its ``PYTHONPATH``, so that it may name a class in ``tests``. Returns once it answers.
+        """
+        port = free_port()
+        env = self.env
+        self.env = {
+            **env,
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            "PYTHONPATH": os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(REPO)) if p),
+            **settings,
+        }
+        try:
+            self.spawn(name, [*AIRFLOW, "api-server", "--port", str(port)])
+        finally:
+            self.env = env
+        wait_for(lambda: self._api_up(port), 120, f"the api-server {name}")
+        return port
+
     def spawn_triggerer(self, name: str) -> subprocess.Popen[bytes]:
         """Start one more triggerer."""
         return self.spawn(name, [*AIRFLOW, "triggerer"])
@@ -228,9 +250,10 @@ class Deployment:
             return False
         return True
 
-    def _api_up(self) -> bool:
+    def _api_up(self, port: int | None = None) -> bool:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/api/v2/version", timeout=5):
+            url = f"http://127.0.0.1:{port or self.api_port}/api/v2/version"
+            with urllib.request.urlopen(url, timeout=5):
                 return True
         except OSError as error:
             return getattr(error, "code", None) in (401, 403)
