@@ -15,7 +15,9 @@ will be done, so the schedule can skip the queries in between:
    queries thin out geometrically while nothing is known (never more than the ceiling apart, so a
    video that shows no progress is still noticed within it). A first reading too early to
    extrapolate from (a few seconds) waits the same, but no later than the end it allows at a
-   percent more.
+   percent more, unless the latest end it allows is more than a ceiling after that (always so
+   for 1 %, which the API shows from the processing start): then no sooner than that latest
+   end less a ceiling, so that the next reading is within a ceiling of the end.
 3. With one progress reading, it extrapolates from the processing start (``created_at``, or
    half-way between the last ``queued`` answer and this one), once that rests on a few seconds,
    and queries again half-way to the estimated end, to measure the rate (a leap of at most 8 times
@@ -178,9 +180,14 @@ class PollSchedule:
         first = self._first
         if first is not None and first.time == now and not first.after_queue:
             # The end were the progress a percent more, over the longest the video can have existed
-            # (created_at names whole seconds): a short video is not passed over.
+            # (created_at names whole seconds): a short video is not passed over. Unless the reading
+            # leaves the end so open that a query there may find it more than a ceiling away (and
+            # buy a query more): then no sooner than the latest end it allows, less a ceiling. A
+            # reading of 1 % allows any end: the API shows it from the moment processing starts.
             seen = now - first.started + 0.5
-            delay = min(delay, seen * 100 / (first.progress + 1) - seen)
+            soonest = seen * 100 / (first.progress + 1) - seen
+            latest = seen * 100 / first.progress - seen if first.progress > 1 else math.inf
+            delay = min(delay, max(soonest, latest - self.ceiling))
         return delay
 
     def _estimate_end(self, task: VideoTask, now: float) -> tuple[float | None, float, float]:
@@ -210,7 +217,9 @@ class PollSchedule:
             # conservative rate counts one percent less, and the end is off by 1/(gained - 1) at most.
             remaining = (100 - progress) * (now - first.time) / (gained - 1)
             spread = remaining / (gained - 1)
-            soonest = now + (99 - progress) * (now - first.time) / (gained + 1)  # a percent more each way
+            # A percent more each way; two more from a first reading of 1 %, which may have been 0.
+            most = gained + (2 if first.progress == 1 else 1)
+            soonest = now + (99 - progress) * (now - first.time) / most
             if first.after_queue:  # was progress counted from the create, through the queue?
                 pinned = _end_from_create(created, ((first.time, first.progress), (now, progress)))
                 if pinned is not None and pinned[1] < spread:
