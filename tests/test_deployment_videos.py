@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.deployment import REPO, Deployment
 from tests.test_deployment import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
@@ -374,7 +375,7 @@ def test_the_task_instance_video_tab_plays_that_tasks_video(
     page.get_by_role("link", name="Video", exact=True).click()
     page.wait_for_url(f"{task}/plugin/grok-video")
     frame = videos_frame(page, "Video")
-    assert frame.locator("#title").inner_text() == "Video of keep_video"
+    expect(frame.locator("#title")).to_have_text("Video of keep_video")
     kept_id = video_of(deployment, KEEP, bought.keep_run)
     [row] = frame.locator("#videos tbody tr.video").evaluate_all(ROWS)
     assert (row["video"], row["prompt"], row["state"]) == (kept_id, KEEP_PROMPT, "kept")
@@ -395,18 +396,18 @@ def test_the_dag_run_videos_tab_lists_the_runs_videos(
     run = f"http://127.0.0.1:{deployment.api_port}/dags/{FAN_OUT}/runs/{bought.fan_out_run}"
     page.goto(run)
     tab_link = page.locator("a[href$='/plugin/grok-videos-run']")  # not the navigation's "Videos"
-    assert tab_link.inner_text() == "Videos"
+    expect(tab_link).to_have_text("Videos")  # the UI fills the tab in after the page loads
     tab_link.click()
     page.wait_for_url(f"{run}/plugin/grok-videos-run")
     frame = videos_frame(page, "Videos")
-    assert frame.locator("#title").inner_text() == f"Videos of run {bought.fan_out_run}"
+    expect(frame.locator("#title")).to_have_text(f"Videos of run {bought.fan_out_run}")
     rows = frame.locator("#videos tbody tr.video").evaluate_all(ROWS)
     assert sorted((r["task"], r["video"]) for r in rows) == [
         (f"create_video [{index}]", video_of(deployment, FAN_OUT, bought.fan_out_run, index))
         for index in range(3)
     ]
     assert frame.locator("#player video[src]").get_attribute("data-source") == "live"  # the newest, at once
-    assert frame.locator("#spend #totals b").first.inner_text() == "3"
+    expect(frame.locator("#spend #totals b").first).to_have_text("3")
     assert frame.locator("#filters").is_hidden() and frame.locator("#pages").is_hidden()
 
 

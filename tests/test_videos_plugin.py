@@ -145,7 +145,9 @@ def test_the_task_tab_shows_the_video_the_task_bought_waited_for_or_kept(
     found = videos(api, dag_id="grok_ui_sensor", run_id=sensor.run_id, task_id="wait", map_index="-1")
     assert [r["prompt"] for r in found["videos"]] == ["a fox in the snow"]
     page = api.get(f"/grok_video/task/grok_ui_keep/{run.run_id}/keep/-1", headers=token(ADMIN))
-    assert page.status_code == 200 and 'data-mode="task"' in page.text and 'data-task-id="keep"' in page.text
+    assert page.status_code == 200
+    [main] = [line for line in page.text.splitlines() if line.startswith("<main")]
+    assert 'data-mode="task"' in main and 'data-task-id="keep"' in main and 'data-root="/grok_video"' in main
 
 
 def test_a_kept_copy_streams_with_range_requests(api: Any, bought: dict[str, Any]) -> None:
@@ -224,3 +226,40 @@ def test_the_plugin_comes_through_its_entry_point_and_builds_its_app_only_when_a
     assert "('task_instance', 'grok_video/task/{DAG_ID}/{RUN_ID}/{TASK_ID}/{MAP_INDEX}')" in out.stdout
     assert "('dag_run', 'grok_video/run/{DAG_ID}/{RUN_ID}')" in out.stdout
     assert "/grok_video " in out.stdout and "/api/videos" in out.stdout
+
+
+def test_use_against_the_caps_is_shown_to_those_who_may_read_connections(
+    api: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import json
+
+    from airflow_grok_video.hooks.grok_video import GrokVideoHook
+    from airflow_grok_video.hooks.spend_store import SpendRequest, SpendStore
+    from airflow_grok_video.spend_caps import Spend
+
+    store = "grok_ui_spend_store"
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{store.upper()}", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "s.db")})
+    )
+    extra = {"spend_caps": {"videos_per_day": 5, "seconds_per_run": 60}, "spend_cap_conn_id": store}
+    connection = {
+        "conn_type": "grok_video",
+        "host": "http://127.0.0.1:9",
+        "password": API_KEY,
+        "extra": extra,
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_GROK_VIDEO_DEFAULT", json.dumps(connection))
+    policy = GrokVideoHook().spend_policy()
+    assert policy is not None
+    now = dt.datetime.now(dt.timezone.utc)
+    for map_index in (0, 1):
+        request = SpendRequest("grok_video_default", "d", "r", "t", map_index, 1, Spend(1, 10), policy.caps)
+        SpendStore(store).reserve(request, now)
+    response = api.get("/grok_video/api/caps", headers=token(ADMIN))
+    assert response.status_code == 200, response.text
+    rows = {row["cap"]: row for row in response.json()["caps"] if row["conn_id"] == "grok_video_default"}
+    assert (rows["videos_per_day"]["used"], rows["videos_per_day"]["limit"]) == (2, 5)
+    assert rows["videos_per_day"]["window"] == now.strftime("%Y-%m-%d")
+    assert rows["seconds_per_run"]["window"] == "each DAG run"
+    assert api.get("/grok_video/api/caps", headers=token("viewer", role="viewer")).status_code == 403
+    assert api.get("/grok_video/api/caps").status_code in (401, 403)

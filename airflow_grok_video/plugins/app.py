@@ -109,6 +109,20 @@ def create_app() -> FastAPI:
             "spend": spend(videos),
         }
 
+    @app.get("/api/caps")
+    def spend_caps(session: SessionDep, user: GetUserDep) -> dict[str, Any]:
+        """Use against each capped connection's caps, for users who may read connections."""
+        from datetime import datetime, timezone
+
+        from airflow.api_fastapi.app import get_auth_manager
+
+        from airflow_grok_video.plugins.caps import cap_usage, grok_connections
+
+        # A cap counts every DAG's videos: only a user who may read connections sees it.
+        if not get_auth_manager().is_authorized_connection(method="GET", user=user):
+            raise HTTPException(403, "you may not read connections")
+        return {"caps": cap_usage(grok_connections(session), datetime.now(timezone.utc))}
+
     @app.get("/media/{dag_id}/{run_id}/{task_id}/{map_index}/{video_task_id}")
     def kept_copy(
         request: Request,
@@ -186,7 +200,9 @@ def _page(request: Request, *, mode: str, **ids: str) -> HTMLResponse:
     data = " ".join(
         f'data-{k.replace("_", "-")}="{html.escape(v, quote=True)}"' for k, v in attributes.items()
     )
-    return HTMLResponse(shell.replace("<main>", f"<main {data}>", 1), headers={"Cache-Control": "no-store"})
+    return HTMLResponse(
+        shell.replace("\n<main>", f"\n<main {data}>", 1), headers={"Cache-Control": "no-store"}
+    )
 
 
 def _ui_root() -> str:
