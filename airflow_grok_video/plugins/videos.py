@@ -160,19 +160,11 @@ def bought(session: Session, dag_ids: Iterable[str], filters: Filters) -> list[V
     :param filters: what the page asks for (the state is applied by :func:`resolve`).
     """
     from airflow.models.xcom import XComModel
-    from sqlalchemy import select
 
     readable = set(dag_ids) if filters.dag_id is None else set(dag_ids) & {filters.dag_id}
     if not readable:
         return []
-    query = select(
-        XComModel.dag_id,
-        XComModel.run_id,
-        XComModel.task_id,
-        XComModel.map_index,
-        XComModel.value,
-        XComModel.timestamp,
-    ).where(XComModel.key == PURCHASE_KEY, XComModel.dag_id.in_(sorted(readable)))
+    query = _xcom_rows(PURCHASE_KEY).where(XComModel.dag_id.in_(sorted(readable)))
     if filters.run_id is not None:
         query = query.where(XComModel.run_id == filters.run_id)
     if filters.since is not None:
@@ -284,19 +276,21 @@ def _outcomes(session: Session, runs: set[tuple[str, str]]) -> dict[str, tuple[T
     return {video: (ti, outcome) for video, (_, ti, outcome) in found.items()}
 
 
+def _xcom_rows(key: str) -> Any:
+    """A query for the XComs under ``key``: their task instance, value and timestamp."""
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    columns = (XComModel.dag_id, XComModel.run_id, XComModel.task_id, XComModel.map_index)
+    return select(*columns, XComModel.value, XComModel.timestamp).where(XComModel.key == key)
+
+
 def _xcoms(session: Session, runs: set[tuple[str, str]], key: str) -> Iterator[tuple[TaskRef, Any, datetime]]:
     from airflow.models.xcom import XComModel
-    from sqlalchemy import select, tuple_
+    from sqlalchemy import tuple_
 
     for chunk in _chunks(sorted(runs)):
-        query = select(
-            XComModel.dag_id,
-            XComModel.run_id,
-            XComModel.task_id,
-            XComModel.map_index,
-            XComModel.value,
-            XComModel.timestamp,
-        ).where(XComModel.key == key, tuple_(XComModel.dag_id, XComModel.run_id).in_(chunk))
+        query = _xcom_rows(key).where(tuple_(XComModel.dag_id, XComModel.run_id).in_(chunk))
         for dag_id, run_id, task_id, map_index, value, timestamp in session.execute(query):
             yield TaskRef(dag_id, run_id, task_id, map_index), value, _utc(timestamp)
 
