@@ -33,7 +33,7 @@ def bought(tmp_path_factory: pytest.TempPathFactory, grok_video_airflow: Any) ->
             "keep": run_dag("grok_ui_keep", dest=f"file://{kept}"),
             "ready": run_dag("grok_ui_sensor"),
             "failed": run_dag("grok_ui_sensor", prompt="a doomed fox"),
-            "batch": run_dag("grok_test_batch_taskflow"),
+            "batch": run_dag("grok_ui_batch"),
         }
         yield {"runs": runs, "kept": kept, "emulator_tasks": dict(emulator.tasks)}
 
@@ -62,6 +62,12 @@ def token(username: str, role: str = "admin") -> dict[str, str]:
 
 
 ADMIN = "admin"
+#: This module's DAGs: the suite's other tests share the database and buy videos of their own.
+OURS = ("grok_ui_keep", "grok_ui_sensor", "grok_ui_batch")
+
+
+def ours(page: dict[str, Any]) -> list[dict[str, Any]]:
+    return [row for row in page["videos"] if row["dag_id"] in OURS]
 
 
 def videos(api: Any, user: str = ADMIN, **params: Any) -> dict[str, Any]:
@@ -74,9 +80,10 @@ def videos(api: Any, user: str = ADMIN, **params: Any) -> dict[str, Any]:
 def test_every_video_bought_is_a_row_with_its_record_and_state(api: Any, bought: dict[str, Any]) -> None:
     for name in ("keep", "ready"):
         assert set(states(bought["runs"][name]).values()) == {"success"}
-    page = videos(api)
-    rows = {(r["dag_id"], r["prompt"]): r for r in page["videos"]}
-    assert page["total"] == len(rows) == len(bought["emulator_tasks"]) == 6
+    page = videos(api, limit=500)
+    mine = ours(page)
+    rows = {(r["dag_id"], r["prompt"]): r for r in mine}
+    assert len(rows) == len(mine) == len(bought["emulator_tasks"]) == 6
     heron = rows[("grok_ui_keep", "a heron lands on a quiet pond")]
     assert (heron["state"], heron["seconds"], heron["ratio"], heron["kept_uri"]) == (
         "kept",
@@ -89,42 +96,44 @@ def test_every_video_bought_is_a_row_with_its_record_and_state(api: Any, bought:
     assert fox["video_url"].endswith(f"/videos/{fox['video_task_id']}.mp4")
     doomed = rows[("grok_ui_sensor", "a doomed fox")]
     assert (doomed["state"], doomed["error"], doomed["video_url"]) == ("failed", "content policy", None)
-    batch = sorted(
-        (r["item"], r["state"], r["error"])
-        for r in page["videos"]
-        if r["dag_id"] == "grok_test_batch_taskflow"
-    )
-    assert [(item, state) for item, state, _ in batch] == [(0, "ready"), (1, "ready"), (2, "failed")]
-    assert {r["video_task_id"] for r in page["videos"]} == set(bought["emulator_tasks"])
+    batch = sorted((r["item"], r["state"], r["seconds"]) for r in mine if r["dag_id"] == "grok_ui_batch")
+    assert batch == [(0, "ready", 10), (1, "ready", 15), (2, "failed", 10)]
+    assert {r["video_task_id"] for r in mine} == set(bought["emulator_tasks"])
     created = [r["created"] for r in page["videos"]]
     assert created == sorted(created, reverse=True)  # newest first
 
 
 def test_the_spend_adds_up_to_the_purchase_records(api: Any, bought: dict[str, Any]) -> None:
-    page = videos(api)
-    total = page["spend"]["total"]
-    seconds = sum(task.duration for task in bought["emulator_tasks"].values())
-    assert (total["videos"], total["seconds"]) == (6, seconds)
-    for part in ("by_day", "by_dag"):
-        assert sum(r["videos"] for r in page["spend"][part]) == 6
-        assert sum(r["seconds"] for r in page["spend"][part]) == seconds
-    by_dag = {r["dag_id"]: r["videos"] for r in page["spend"]["by_dag"]}
-    assert by_dag == {"grok_ui_keep": 1, "grok_ui_sensor": 2, "grok_test_batch_taskflow": 3} | {
-        dag: by_dag[dag]
-        for dag in by_dag
-        if dag not in ("grok_ui_keep", "grok_ui_sensor", "grok_test_batch_taskflow")
-    }
+    tasks = bought["emulator_tasks"]
+    expected = {"grok_ui_keep": (1, 15), "grok_ui_sensor": (2, 20), "grok_ui_batch": (3, 35)}
+    assert sum(seconds for _, seconds in expected.values()) == sum(t.duration for t in tasks.values())
+    for dag_id, (count, seconds) in expected.items():
+        spend = videos(api, dag_id=dag_id)["spend"]
+        assert (spend["total"]["videos"], spend["total"]["seconds"]) == (count, seconds), dag_id
+        assert [(r["dag_id"], r["videos"], r["seconds"]) for r in spend["by_dag"]] == [
+            (dag_id, count, seconds)
+        ]
+        assert sum(r["videos"] for r in spend["by_day"]) == count
+        assert sum(r["seconds"] for r in spend["by_day"]) == seconds
+    whole = videos(api)["spend"]
+    for part in ("by_day", "by_dag"):  # every DAG's rows, this module's and the suite's others
+        assert sum(r["videos"] for r in whole[part]) == whole["total"]["videos"]
+        assert sum(r["seconds"] for r in whole[part]) == whole["total"]["seconds"]
 
 
 def test_filters_and_pages(api: Any) -> None:
-    assert {r["prompt"] for r in videos(api, state="failed")["videos"]} >= {"a doomed fox"}
-    assert all(r["state"] == "failed" for r in videos(api, state="failed")["videos"])
+    failed = videos(api, state="failed", limit=500)["videos"]
+    assert "a doomed fox" in {r["prompt"] for r in failed}
+    assert all(r["state"] == "failed" for r in failed)
     assert {r["dag_id"] for r in videos(api, dag_id="grok_ui_keep")["videos"]} == {"grok_ui_keep"}
     tomorrow = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)
     assert videos(api, since=tomorrow.isoformat())["total"] == 0
-    everything = [r["video_task_id"] for r in videos(api)["videos"]]
+    everything = [r["video_task_id"] for r in videos(api, dag_id="grok_ui_batch")["videos"]]
+    assert len(everything) == 3
     paged = [
-        r["video_task_id"] for offset in range(0, 6, 2) for r in videos(api, limit=2, offset=offset)["videos"]
+        r["video_task_id"]
+        for offset in range(0, 3, 2)
+        for r in videos(api, dag_id="grok_ui_batch", limit=2, offset=offset)["videos"]
     ]
     assert paged == everything
     assert (

@@ -6,6 +6,7 @@ import pendulum
 from airflow.sdk import DAG
 
 from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
+from airflow_grok_video.operators.grok_video_batch import GrokCreateVideoBatchOperator
 from airflow_grok_video.sensors.grok_video import GrokVideoSensor
 from airflow_grok_video.transfers.grok_video_to_storage import GrokVideoToStorageOperator
 
@@ -43,4 +44,15 @@ with DAG("grok_ui_sensor", schedule=None, start_date=START, params={"prompt": "a
         mode="poke",
         deferrable=False,
         timeout=60,
+    )
+
+# A batch of three, the last one failed by a rule in the test.
+with DAG("grok_ui_batch", schedule=None, start_date=START):
+    GrokCreateVideoBatchOperator(
+        task_id="nightly",
+        image_url=IMAGE,
+        items=["a fox and owls", {"prompt": "a fox and hares", "duration": 15}, "a doomed fox"],
+        poll_interval=0.2,
+        min_success=1,
+        deferrable=False,
     )
