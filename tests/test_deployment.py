@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -112,8 +113,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture
-def browser_page(deployment: Deployment) -> Iterator[Any]:
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, driven by Playwright (the test is skipped where it is not installed)."""
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     from playwright.sync_api import sync_playwright
@@ -122,9 +124,15 @@ def browser_page(deployment: Deployment) -> Iterator[Any]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            yield browser.new_page(viewport={"width": 1400, "height": 1000})
+            yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def browser_page(deployment: Deployment) -> Iterator[Any]:
+    with chromium() as browser:
+        yield browser.new_page(viewport={"width": 1400, "height": 1000})
 
 
 def worker_runs(deployment: Deployment, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> int:

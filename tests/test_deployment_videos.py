@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.deployment import REPO, Deployment
-from tests.test_deployment import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.test_deployment import ARTIFACTS, chromium
 from tests.videos_auth import OUTSIDER
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -126,17 +126,8 @@ def video_of(deployment: Deployment, dag_id: str, run_id: str, map_index: int = 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 @dataclass
