@@ -6,7 +6,9 @@ import os
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -206,6 +208,24 @@ def test_every_example_dag_is_run_by_the_suite() -> None:
     # Run with dag.test(), or to the end in a real deployment (a DAG scheduled on an asset).
     ways = ('run_dag("{}"', 'deployment.finish("{}"')
     assert [name for name in examples if not any(way.format(name) in tested for way in ways)] == []
+
+
+def test_no_test_dag_sleeps_through_a_retry_delay() -> None:
+    # dag.test() waits out a retry's retry_delay (300 s unless set): one test DAG without it once
+    # cost make test five minutes, and a DAG whose retries a test proves unused would cost as much
+    # the day they are used. The examples keep the delays a DAG author would.
+    from tests.conftest import REPO
+
+    ours = {path.name for path in (REPO / "tests" / "dag_files").glob("*.py")}
+    dags = [dag for dag in dag_bag().dags.values() if Path(dag.fileloc).name in ours]
+    assert len(dags) > 20
+    slow = [
+        f"{dag.dag_id}.{task.task_id}: {task.retry_delay}"
+        for dag in dags
+        for task in dag.tasks
+        if task.retries and task.retry_delay > timedelta(seconds=5)
+    ]
+    assert slow == []
 
 
 TESTS_RUNNING_EXAMPLES = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pendulum
@@ -19,7 +20,9 @@ def video_dag(dag_id: str, **sensor_kwargs: Any) -> DAG:
             task_id="create", prompt="{{ params.prompt }}", image_url="https://example.com/fox.png"
         )
         GrokVideoSensor(
-            task_id="wait", video_task_id=create.output, **{"poke_interval": 0.2, **sensor_kwargs}
+            task_id="wait",
+            video_task_id=create.output,
+            **{"poke_interval": 0.2, "retry_delay": timedelta(0), **sensor_kwargs},
         )
     return dag
 
@@ -43,7 +46,11 @@ video_dag("grok_test_timeout_reschedule", deferrable=False, mode="reschedule", t
 
 with DAG("grok_test_templated_invalid", schedule=None, start_date=START, params={"prompt": "  "}):
     GrokCreateVideoOperator(
-        task_id="create", prompt="{{ params.prompt }}", image_url="https://example.com/fox.png", retries=2
+        task_id="create",
+        prompt="{{ params.prompt }}",
+        image_url="https://example.com/fox.png",
+        retries=2,
+        retry_delay=timedelta(0),
     )
 
 with DAG("grok_test_taskflow", schedule=None, start_date=START):
