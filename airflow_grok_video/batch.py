@@ -7,7 +7,7 @@ results, in input order, and judge them by the same rule.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from airflow_grok_video.outcome import outcome
@@ -32,6 +32,8 @@ class ItemResult:
     :param error: why it did not succeed (the API's message, the cap, ...).
     :param reattached: whether an earlier try bought it.
     :param seconds: the video's length, as asked.
+    :param created: Unix time this try's create of it was accepted (the batch trigger's pacing reads
+        it); not part of the result the batch returns.
     """
 
     index: int
@@ -41,10 +43,13 @@ class ItemResult:
     error: str | None = None
     reattached: bool = False
     seconds: int | None = None
+    created: float | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The result as the batch returns it (a JSON object)."""
-        return asdict(self)
+        value = asdict(self)
+        del value["created"]
+        return value
 
     @classmethod
     def from_dict(cls, value: dict[str, Any]) -> ItemResult:
@@ -61,11 +66,16 @@ class ItemResult:
             error=value.get("error"),
             reattached=bool(value.get("reattached", False)),
             seconds=value.get("seconds"),
+            created=value.get("created"),
         )
 
-    def without_url(self) -> ItemResult:
-        """The result with no URL: what travels in a trigger's arguments (a signed URL is a secret)."""
-        return replace(self, video_url=None)
+    def for_trigger(self) -> dict[str, Any]:
+        """
+        The result as it travels in the batch trigger's arguments: with when it was bought, without its URL.
+
+        A signed URL is a secret; :meth:`from_dict` reads this back.
+        """
+        return {**replace(self, video_url=None).to_dict(), "created": self.created}
 
     def outcome(self) -> dict[str, Any] | None:
         """

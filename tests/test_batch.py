@@ -212,8 +212,9 @@ def test_the_batch_example_runs_end_to_end(emulator: GrokVideoEmulator) -> None:
 def test_one_wait_per_video_length_goes_first_and_the_others_query_once_it_ends(
     emulator: GrokVideoEmulator,
 ) -> None:
-    # Eight videos of one length, bought together: the scout (the first item) follows the adaptive
-    # schedule; the others make no query until it has ended, and one then finds each that is done.
+    # Eight videos of one length, bought together: the scout (the first bought, so the first
+    # queried) follows the adaptive schedule; the others make no query until it has ended, and one
+    # then finds each that is done.
     # Without the scout each would query at the floor, find its video processing, and query again.
     # (How many are done by then depends on how far apart a loaded machine sent the creates.)
     emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=3.0))
@@ -221,10 +222,31 @@ def test_one_wait_per_video_length_goes_first_and_the_others_query_once_it_ends(
     assert states(run) == {"batch": "success"}
     queries = [request for request in emulator.requests if request.method == "GET"]
     times = {video: [q.time for q in queries if video in q.path] for video in emulator.tasks}
-    [scout] = [video for video, task in emulator.tasks.items() if task.prompt == "a fox 0"]
+    scout = min(times, key=lambda video: times[video][0])
     scout_ended = times.pop(scout)[-1]
     assert all(min(seen) >= scout_ended for seen in times.values()), (scout_ended, times)
     done_when_asked = {
         video: len(seen) for video, seen in times.items() if seen[0] >= emulator.tasks[video].done_at
     }
     assert done_when_asked and set(done_when_asked.values()) == {1}, (done_when_asked, times)
+
+
+def test_a_video_bought_later_than_the_scout_waits_as_much_longer_before_its_query(
+    emulator: GrokVideoEmulator,
+) -> None:
+    # One create at a time, each answered 0.6 s late: the five videos are bought 0.6 s apart, so the
+    # last is done 2.4 s after the scout's. Each other video waits, after the scout has ended, as long
+    # as it was bought after the scout's, so its one query finds it done. Waiting only for the scout,
+    # the later videos would be queried at once, still generating, and queried again.
+    emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=3.0))
+    emulator.inject(Fault("slow", delay=0.6, method="POST", times=5))
+    run = run_dag("grok_test_batch_deferred_one_at_a_time", items=[f"a fox {i}" for i in range(5)])
+    assert states(run) == {"batch": "success"}
+    queries = [request for request in emulator.requests if request.method == "GET"]
+    times = {video: [q.time for q in queries if video in q.path] for video in emulator.tasks}
+    [scout] = [video for video, task in emulator.tasks.items() if task.prompt == "a fox 0"]
+    times.pop(scout)
+    late = {video: seen for video, seen in times.items() if seen[0] < emulator.tasks[video].done_at}
+    assert late == {} and {len(seen) for seen in times.values()} == {1}, times
+    assert [r["status"] for r in results(run)] == ["success"] * 5
+    assert all("created" not in r for r in results(run))  # when each was bought is the trigger's only

@@ -352,7 +352,7 @@ class GrokCreateVideoBatchOperator(BaseOperator):
         seconds = int(body["duration"])
         cost = price.cost(seconds) if price else None
         metrics.count_bought(dag_id=self.dag_id, task_id=self.task_id, seconds=seconds, cost=cost)
-        return ItemResult(index, "waiting", str(data["task_id"]))
+        return ItemResult(index, "waiting", str(data["task_id"]), created=time.time())
 
     def _kept(self, index: int, earlier: Earlier) -> ItemResult | None:
         """What an earlier try's create of item ``index`` gives this try, or ``None`` to buy it now."""
@@ -400,7 +400,7 @@ class GrokCreateVideoBatchOperator(BaseOperator):
             waiting = sum(result.status == "waiting" for result in results)
             self.log.info("Deferring: waiting for %d videos in the triggerer", waiting)
             trigger = GrokVideoBatchTrigger(
-                items=[result.without_url().to_dict() for result in results],
+                items=[result.for_trigger() for result in results],
                 grok_conn_id=self.grok_conn_id,
                 poll_interval=self.poll_interval,
                 end_time=time.time() + self.timeout,

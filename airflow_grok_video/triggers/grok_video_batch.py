@@ -110,9 +110,11 @@ class GrokVideoBatchTrigger(BaseTrigger):
         """
         Wait for one item's video, if it is bought and not known to have failed.
 
-        The scout of the item's video length waits on the adaptive schedule; the others first wait
-        for it to end (videos of one length bought together end at about the same time), at most
-        ``max_poll_interval``, then query within a quarter of the floor, jittered, and go on from there.
+        The scout of the item's video length (its first bought) waits on the adaptive schedule; the
+        others first wait for it to end (videos of one length bought together end at about the same
+        time), at most ``max_poll_interval``, then as long again as they were bought after it (so that
+        a video bought later is not queried before it can be done), and query within a quarter of
+        the floor after that, jittered, and go on from there.
         """
         if not _to_query(item):
             return item
@@ -135,7 +137,8 @@ class GrokVideoBatchTrigger(BaseTrigger):
                 await asyncio.wait_for(
                     scout.ended.wait(), timeout=max(0.0, min(ceiling, self.end_time - time.time()))
                 )
-            event = await wait.wait_with(hook, first_delay=random.uniform(0, self.poll_interval / 4))
+            behind = scout.behind(item) + random.uniform(0, self.poll_interval / 4)
+            event = await wait.wait_with(hook, first_delay=min(behind, max(0.0, self.end_time - time.time())))
         status: ItemStatus = event["status"]
         if status == "success":
             return replace(item, status=status, video_url=event["video_url"])
@@ -149,10 +152,18 @@ class Scout:
     The item of a batch whose wait goes first for its video length, and when it ended.
 
     :param index: the scout item's index.
+    :param created: when the scout's video was bought (Unix time), if known.
     """
 
     index: int
+    created: float | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def behind(self, item: ItemResult) -> float:
+        """Seconds ``item``'s video was bought after the scout's (0 when not known, or before)."""
+        if self.created is None or item.created is None:
+            return 0.0
+        return max(0.0, item.created - self.created)
 
 
 def _to_query(item: ItemResult) -> bool:
@@ -161,11 +172,19 @@ def _to_query(item: ItemResult) -> bool:
 
 
 def _scouts(items: list[ItemResult]) -> dict[Any, Scout]:
-    """The first item to query of each video length (``None``: not known) is its length's scout."""
+    """
+    Each video length's scout (``None``: not known): its first item bought, of those to query.
+
+    Items bought by an earlier try (no time of this try's create) come after, in input order.
+    """
     scouts: dict[Any, Scout] = {}
-    for item in items:
-        if _to_query(item) and item.seconds not in scouts:
-            scouts[item.seconds] = Scout(item.index)
+    bought = sorted(
+        (item for item in items if _to_query(item)),
+        key=lambda item: (item.created is None, item.created or 0.0, item.index),
+    )
+    for item in bought:
+        if item.seconds not in scouts:
+            scouts[item.seconds] = Scout(item.index, item.created)
     return scouts
 
 

@@ -32,6 +32,7 @@ def batch_dag(dag_id: str, **batch_kwargs: Any) -> DAG:
 
 batch_dag("grok_test_batch_worker", deferrable=False)
 batch_dag("grok_test_batch_deferred", deferrable=True)
+batch_dag("grok_test_batch_deferred_one_at_a_time", deferrable=True, max_in_flight=1)
 batch_dag("grok_test_batch_some_may_fail", deferrable=False, min_success=1)
 batch_dag("grok_test_batch_paced", deferrable=False, max_in_flight=2)
 batch_dag("grok_test_batch_capped", deferrable=False, spend_caps={"videos_per_run": 2})
