@@ -11,6 +11,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -255,6 +256,41 @@ def test_waits_starting_together_do_not_block_the_triggerer(deployment: Deployme
     assert len([q for q in queries if q["method"] == "GET"]) >= TOGETHER_WAITS  # each wait queried
     blocked = [t for t in log_times(written, BLOCKED) if t > started[-1]]
     assert blocked == [], (started[0], started[-1], log_times(written, BLOCKED))
+
+
+TAKEOVER = "grok_deploy_takeover"
+TAKEOVER_WAITS = 20
+
+
+def test_waits_a_new_triggerer_takes_over_together_do_not_block_it(deployment: Deployment) -> None:
+    # The start-up window itself: 20 waits, deferred from their workers, all alive in one triggerer,
+    # which dies; the next one takes every wait at once. These start without Airflow's own start-up
+    # work in the event loop (that of waits started in the triggerer, above), each resuming from the
+    # answer its create read. From the first wait the new triggerer starts, Airflow's watchdog must
+    # see no block: the shared lookup, the first queries, the answers and the tasks ended there.
+    deployment.emulator("reset", {})
+    deployment.emulator("rules", {"prompt_contains": "taken over", "generation_seconds": 60})
+    run_id = deployment.trigger(TAKEOVER)
+
+    def all_deferred() -> bool:
+        states = deployment.states(TAKEOVER, run_id, "make")
+        return len(states) == TAKEOVER_WAITS and set(states.values()) == {"deferred"}
+
+    wait_for(all_deferred, 240, f"{TAKEOVER_WAITS} deferred waits", every=1)
+    for name in [name for name in deployment.processes if name.startswith("triggerer")]:
+        deployment.kill(name)
+    spawned = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # as log_times reads them
+    taking_over = f"triggerer-takeover-{uuid.uuid4().hex[:6]}"
+    deployment.spawn_triggerer(taking_over)
+    assert deployment.finish(TAKEOVER, run_id, timeout=600) == "success", deployment.logs()
+    assert deployment.emulator("stats")["accepted_creates"] == TAKEOVER_WAITS
+    runs = deployment.home / "logs" / f"dag_id={TAKEOVER}" / f"run_id={run_id}"
+    texts = [log.read_text(errors="replace") for log in runs.glob("task_id=make/**/*trigger*.log")]
+    taken_over = sorted(t for text in texts for t in log_times(text, " starting") if t > spawned)
+    assert len(taken_over) == TAKEOVER_WAITS, taken_over  # the new triggerer started every wait
+    written = (deployment.home / f"{taking_over}.log").read_text(errors="replace")
+    blocked = [t for t in log_times(written, BLOCKED) if t >= taken_over[0]]
+    assert blocked == [], (taken_over[0], taken_over[-1], log_times(written, BLOCKED))
 
 
 def test_a_kept_video_triggers_the_dag_scheduled_on_it(deployment: Deployment) -> None:

@@ -33,6 +33,9 @@ __all__ = ["DEFAULT_BASE_URL", "GrokVideoHook", "Price", "RetryPolicy", "VideoTa
 #: How long a connection looked up for the waits of one event loop is shared with the waits that
 #: start after it, in seconds (a running wait keeps the client it made, whatever its age).
 SHARED_LOOKUP_SECONDS = 60.0
+#: The name of the event loop task that looks a connection up for the waits (then its id): a
+#: triggerer's task dump, or a profiler, can tell it from Airflow's own.
+LOOKUP_TASK_PREFIX = "grok_video connection lookup: "
 # The lookups shared per event loop, by connection id and timeouts: when each started, and the lookup
 # in flight (its task) or its result (the connection id and settings).
 _LOOKUPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, tuple[float, Any]]] = (
@@ -484,7 +487,7 @@ class GrokVideoHook(BaseHook):
         key = (self.grok_conn_id, self.connect_timeout, self.read_timeout)
         shared = lookups.get(key)
         if shared is None or time.monotonic() - shared[0] > SHARED_LOOKUP_SECONDS:
-            task = loop.create_task(self._lookup())
+            task = loop.create_task(self._lookup(), name=f"{LOOKUP_TASK_PREFIX}{self.grok_conn_id}")
             shared = lookups[key] = (time.monotonic(), task)
             task.add_done_callback(functools.partial(_settle_lookup, lookups, key, shared))
         found = shared[1]

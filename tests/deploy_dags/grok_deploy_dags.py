@@ -85,3 +85,14 @@ with DAG("grok_deploy_together", schedule=None, start_date=START, max_active_tas
     _video = GrokCreateVideoOperator(task_id="create", prompt="a fox for everyone", image_url=IMAGE)
     for _i in range(TOGETHER_WAITS):
         GrokVideoSensor(task_id=f"wait_{_i}", video_task_id=_video.output, poke_interval=20, deferrable=True)
+
+
+# Many waits taken over together by a new triggerer (tests/test_deployment.py, issue 25): each create
+# defers its own wait from its worker (no start in the triggerer, so Airflow renders no template
+# there), and a triggerer that starts after the first one died takes every wait at once.
+TAKEOVER_WAITS = 20
+
+with DAG("grok_deploy_takeover", schedule=None, start_date=START, max_active_tasks=TAKEOVER_WAITS):
+    GrokCreateVideoOperator.partial(
+        task_id="make", image_url=IMAGE, wait_for_completion=True, deferrable=True, poll_interval=10
+    ).expand(prompt=[f"a fox taken over {_i}" for _i in range(TAKEOVER_WAITS)])
