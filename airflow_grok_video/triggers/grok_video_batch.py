@@ -34,8 +34,8 @@ class GrokVideoBatchTrigger(BaseTrigger):
     (:func:`~airflow_grok_video.batch.outcomes`); otherwise it yields ``{"status": "done",
     "results": [...]}`` and the task resumes in a worker.
 
-    :param items: every item's result so far, as :meth:`~airflow_grok_video.batch.ItemResult.to_dict`
-        gives it without its URL, in input order.
+    :param items: every item's result so far, as :meth:`~airflow_grok_video.batch.ItemResult.for_trigger`
+        gives it (when it was bought, no URL), in input order.
     :param grok_conn_id: the Airflow connection id.
     :param poll_interval: the shortest wait between two queries of a video, in seconds.
     :param end_time: Unix time at which waiting stops; an item still waiting then is ``timeout``.
