@@ -90,8 +90,9 @@ OUTLASTS_FIRST_LOOK = 10.0
 
 @pytest.mark.parametrize("mode", ["poke", "reschedule", "deferrable"])
 def test_sensor_modes_return_the_url(emulator: GrokVideoEmulator, mode: str) -> None:
-    if mode == "deferrable":
-        emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=OUTLASTS_FIRST_LOOK))
+    if mode == "deferrable":  # twice the usual margin: it asserts that the trigger, not the look, saw
+        # the end, and on 3.2 beside 3.1 (both suites on 2 cores) the look came more than 10 s late
+        emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=2 * OUTLASTS_FIRST_LOOK))
     run = run_dag(f"grok_test_{mode}")
     assert states(run) == {"create": "success", "wait": "success"}
     [task_id] = list(emulator.tasks)
