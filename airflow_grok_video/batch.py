@@ -7,7 +7,7 @@ results, in input order, and judge them by the same rule.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from airflow_grok_video.outcome import outcome
@@ -75,7 +75,7 @@ class ItemResult:
 
         A signed URL is a secret; :meth:`from_dict` reads this back.
         """
-        return {**replace(self, video_url=None).to_dict(), "created": self.created}
+        return {**asdict(self), "video_url": None}
 
     def outcome(self) -> dict[str, Any] | None:
         """

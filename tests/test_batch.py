@@ -220,8 +220,7 @@ def test_one_wait_per_video_length_goes_first_and_the_others_query_once_it_ends(
     emulator.add_rule(Rule(prompt_contains="fox", generation_seconds=3.0))
     run = run_dag("grok_test_batch_deferred", items=[f"a fox {i}" for i in range(8)])
     assert states(run) == {"batch": "success"}
-    queries = [request for request in emulator.requests if request.method == "GET"]
-    times = {video: [q.time for q in queries if video in q.path] for video in emulator.tasks}
+    times = query_times(emulator)
     scout = min(times, key=lambda video: times[video][0])
     scout_ended = times.pop(scout)[-1]
     assert all(min(seen) >= scout_ended for seen in times.values()), (scout_ended, times)
@@ -242,11 +241,16 @@ def test_a_video_bought_later_than_the_scout_waits_as_much_longer_before_its_que
     emulator.inject(Fault("slow", delay=0.6, method="POST", times=5))
     run = run_dag("grok_test_batch_deferred_one_at_a_time", items=[f"a fox {i}" for i in range(5)])
     assert states(run) == {"batch": "success"}
-    queries = [request for request in emulator.requests if request.method == "GET"]
-    times = {video: [q.time for q in queries if video in q.path] for video in emulator.tasks}
+    times = query_times(emulator)
     [scout] = [video for video, task in emulator.tasks.items() if task.prompt == "a fox 0"]
     times.pop(scout)
     late = {video: seen for video, seen in times.items() if seen[0] < emulator.tasks[video].done_at}
     assert late == {} and {len(seen) for seen in times.values()} == {1}, times
     assert [r["status"] for r in results(run)] == ["success"] * 5
     assert all("created" not in r for r in results(run))  # when each was bought is the trigger's only
+
+
+def query_times(emulator: GrokVideoEmulator) -> dict[str, list[float]]:
+    """When each video was queried, by video task id."""
+    queries = [request for request in emulator.requests if request.method == "GET"]
+    return {video: [q.time for q in queries if video in q.path] for video in emulator.tasks}

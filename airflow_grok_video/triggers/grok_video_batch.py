@@ -106,6 +106,10 @@ class GrokVideoBatchTrigger(BaseTrigger):
             return
         yield TriggerEvent(BatchPayload({"status": "done", "results": values}))
 
+    def _left(self) -> float:
+        """Seconds left until ``end_time`` (0 once it has passed)."""
+        return max(0.0, self.end_time - time.time())
+
     async def _result(self, hook: GrokVideoHook, item: ItemResult, scouts: dict[Any, Scout]) -> ItemResult:
         """
         Wait for one item's video, if it is bought and not known to have failed.
@@ -134,11 +138,9 @@ class GrokVideoBatchTrigger(BaseTrigger):
         else:
             ceiling = max(self.poll_interval, self.max_poll_interval or 0.0)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(
-                    scout.ended.wait(), timeout=max(0.0, min(ceiling, self.end_time - time.time()))
-                )
+                await asyncio.wait_for(scout.ended.wait(), timeout=min(ceiling, self._left()))
             behind = scout.behind(item) + random.uniform(0, self.poll_interval / 4)
-            event = await wait.wait_with(hook, first_delay=min(behind, max(0.0, self.end_time - time.time())))
+            event = await wait.wait_with(hook, first_delay=min(behind, self._left()))
         status: ItemStatus = event["status"]
         if status == "success":
             return replace(item, status=status, video_url=event["video_url"])
