@@ -6,6 +6,7 @@ fixtures users get), under this suite's older names ``airflow_db`` and ``emulato
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from collections.abc import Iterator, Mapping
@@ -129,3 +130,25 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         yield running.start()
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_in_process_execution_api() -> Iterator[None]:
+    """
+    Every ``dag.test()`` of the session shares one in-process Execution API, on every minor.
+
+    Before Airflow 3.3, ``InProcessTestSupervisor`` builds the Execution API app anew for each task
+    and trigger ``dag.test()`` runs, and its first request generates every versioned router
+    (cadwyn): 1-2 s of CPU each time, over half of a ``dag.test()`` test's CPU (profiled on 3.1 and
+    3.2). Airflow 3.3 caches ``in_process_api_server`` (``lru_cache(maxsize=1)``); this does the same
+    on the older minors.
+    """
+    from airflow.sdk.execution_time import supervisor
+
+    build = supervisor.in_process_api_server
+    if not hasattr(build, "cache_info"):
+        supervisor.in_process_api_server = functools.lru_cache(maxsize=1)(build)
+    try:
+        yield
+    finally:
+        supervisor.in_process_api_server = build

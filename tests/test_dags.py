@@ -70,6 +70,26 @@ def test_example_dag_deferred_end_to_end(emulator: GrokVideoEmulator) -> None:
     assert emulator.creates == 1
 
 
+def test_dag_test_runs_share_one_in_process_execution_api(
+    emulator: GrokVideoEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The suite's cost: each Execution API app built costs 1-2 s of CPU (conftest.py says why)."""
+    from airflow.api_fastapi.execution_api import app
+
+    built: list[object] = []
+    build = app.create_task_execution_api_app
+
+    def counted(**kwargs: Any) -> Any:
+        built.append(kwargs)
+        return build(**kwargs)
+
+    monkeypatch.setattr(app, "create_task_execution_api_app", counted)
+    for _ in range(2):  # three tasks each, one of them deferred to a trigger
+        run = run_dag("grok_video_example")
+        assert set(states(run).values()) == {"success"}
+    assert len(built) <= 1  # the first run of the session builds it; one per task and trigger otherwise
+
+
 def test_fan_out_example_maps_one_video_per_prompt(emulator: GrokVideoEmulator) -> None:
     from dags.grok_video_fan_out import PROMPTS
 

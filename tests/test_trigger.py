@@ -609,9 +609,8 @@ async def test_a_custom_xcom_backends_serialization_runs_off_the_event_loop(
     from airflow.sdk.bases.xcom import BaseXCom
     from airflow.sdk.execution_time import xcom
 
-    backend: Any = type(
-        "SlowXCom", (_SlowXCom, BaseXCom), {"threads": [], "loop_turned": [], "loop": asyncio.get_running_loop()}
-    )
+    fresh = {"threads": [], "loop_turned": [], "loop": asyncio.get_running_loop()}
+    backend: Any = type("SlowXCom", (_SlowXCom, BaseXCom), fresh)
     monkeypatch.setattr(xcom, "XCom", backend)
     task_id = create()
     [event] = await collect(as_triggerer_runs_it(ending_trigger(task_id)).run())
