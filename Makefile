@@ -67,9 +67,10 @@ lint: install
 
 # Two streams, never more (a third on 2 cores breaks the timing tests): the slow tests (real
 # deployments, mostly waiting on heartbeats and generation times), then the first older minor's
-# suite; beside them, at a lower CPU priority so that the deployments' timings hold, the newest
-# minor's other tests, then the other older minors'. Each part's output is printed whole when it ends.
-test: lint docs
+# suite; beside them, at a lower CPU priority so that the deployments' timings hold, the lint and
+# the docs, the newest minor's other tests, then the other older minors'. Each part's output is
+# printed whole when it ends.
+test:
 	$(MAKE) -j 2 --output-sync=target test-first test-second
 
 test-first: install
@@ -77,14 +78,17 @@ test-first: install
 	$(MAKE) $(addprefix test-,$(firstword $(OLDER)))
 
 test-second: install
+	nice -n 10 $(MAKE) lint docs
 	nice -n 10 $(MAKE) test-fast
 	nice -n 10 $(MAKE) $(addprefix test-,$(wordlist 2,$(words $(OLDER)),$(OLDER)))
 
 test-slow: install
 	$(BIN)/python -m pytest -ra -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
+# Two processes; a module marked with an xdist_group runs whole on one of them (its module fixtures once).
+XDIST := -n 2 --dist loadgroup
 test-fast: install
-	$(BIN)/python -m pytest -ra -n 2 -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -ra $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 # The wheel and sdist to install from (`pip install dist/airflow_provider_grok_video-*.whl`, with
 # apache-airflow pinned: docs/install.md), built in isolation by uv and checked by twine (its README
@@ -122,7 +126,7 @@ test-older:
 
 test-%:
 	$(MAKE) install VENV=.venv-$* AIRFLOW_MINOR=$*
-	.venv-$*/bin/python -m pytest -ra -n 2 -m "not slow" $(PYTEST_ARGS)
+	.venv-$*/bin/python -m pytest -ra $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(addprefix .venv-,$(OLDER)) build dist .airflow-demo .airflow-demo.log .pytest_cache .mypy_cache
