@@ -85,8 +85,7 @@ test-second: install
 test-slow: install
 	$(BIN)/python -m pytest -ra -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-# Two processes; a module marked with an xdist_group runs whole on one of them (its module fixtures once).
-XDIST := -n 2 --dist loadgroup
+XDIST := -n 2
 test-fast: install
 	$(BIN)/python -m pytest -ra $(XDIST) -m "not slow" $(PYTEST_ARGS)
 

@@ -32,8 +32,7 @@ from airflow_grok_video.lineage import (
 from airflow_grok_video.operators.grok_video import GrokCreateVideoOperator
 from tests.conftest import conn_json
 
-# One xdist worker runs the whole module (--dist loadgroup): its module fixtures run DAGs once.
-pytestmark = [pytest.mark.usefixtures("airflow_db"), pytest.mark.xdist_group("openlineage")]
+pytestmark = pytest.mark.usefixtures("airflow_db")
 
 KEY = "sk_OLKEY_3b9e61d0c4a7"
 SIGNATURE = "Signature=OLSIG_5e2a90"

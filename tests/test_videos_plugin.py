@@ -14,8 +14,7 @@ from tests.conftest import API_KEY
 from tests.test_dags import run_dag, states
 from tests.videos_auth import OUTSIDER, OUTSIDER_DAG
 
-# One xdist worker runs the whole module (--dist loadgroup): its module fixtures run DAGs once.
-pytestmark = [pytest.mark.usefixtures("airflow_db"), pytest.mark.xdist_group("videos_plugin")]
+pytestmark = pytest.mark.usefixtures("airflow_db")
 
 
 @pytest.fixture(scope="module")
