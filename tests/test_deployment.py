@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.deploy_dags.grok_deploy_dags import TAKEOVER_WAITS, TOGETHER_WAITS
 from tests.deployment import REPO, Deployment, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -218,7 +219,6 @@ def test_every_sensor_that_starts_in_the_triggerer_reads_its_own_video(deploymen
 
 
 TOGETHER = "grok_deploy_together"
-TOGETHER_WAITS = 100
 #: What Airflow's triggerer logs when its event loop was held past [triggerer]
 #: blocked_main_thread_warning_threshold (0.2 s by default).
 BLOCKED = "Triggerer's async thread was blocked"
@@ -259,7 +259,6 @@ def test_waits_starting_together_do_not_block_the_triggerer(deployment: Deployme
 
 
 TAKEOVER = "grok_deploy_takeover"
-TAKEOVER_WAITS = 20
 
 
 def test_waits_a_new_triggerer_takes_over_together_do_not_block_it(deployment: Deployment) -> None:
